@@ -1,0 +1,24 @@
+"""``ostree init``: initialize a new empty repository."""
+
+from __future__ import annotations
+
+from ..repo import Repo, RepoMode
+from .main import Context
+from .options import STRING, Opt, parse
+
+OPTIONS = [
+    Opt("mode", None, STRING, "Initialize repository in given mode (bare, bare-user, bare-user-only, archive)"),
+    Opt("collection-id", None, STRING, "Globally unique ID for this repository as a collection of refs", "COLLECTION-ID"),
+]
+
+
+def run(ctx: Context, argv: list[str]) -> int:
+    o, args = parse(argv, OPTIONS, "init [OPTION…]", "Initialize a new empty repository")
+    mode = RepoMode.parse(o.mode) if o.mode else RepoMode.BARE
+    if o.collection_id is not None:
+        from ..refs import validate_collection_id
+
+        validate_collection_id(o.collection_id)
+    repo = Repo.create(ctx.find_repo_path(), mode, o.collection_id)
+    repo.close()
+    return 0

@@ -1,0 +1,165 @@
+"""The ``pyostree`` command: global options, then one builtin per subcommand.
+
+Each builtin lives in ``pyostree/cli/builtin_<name>.py`` (``-`` becomes ``_``)
+and exposes ``run(ctx, argv) -> int``.  Modules are imported lazily so that
+start-up stays fast.  Expected failures (:class:`OstreeError`) print
+``error: MESSAGE`` and exit 1, as ostree does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+
+from .. import OSTREE_COMPAT_VERSION
+from ..errors import OstreeError
+
+# name -> (module, summary); order is the order `--help` lists them
+COMMANDS: dict[str, str] = {
+    "admin": "Commands for managing a host system booted with ostree",
+    "cat": "Concatenate contents of files",
+    "checkout": "Check out a commit into a filesystem tree",
+    "checksum": "Checksum a file or directory",
+    "commit": "Commit a new revision",
+    "config": "Change repo configuration settings",
+    "container": "Import and check out OCI/container images",
+    "diff": "Compare directory TARGETDIR against revision REV",
+    "export": "Stream COMMIT to stdout in tar format",
+    "fsck": "Check the repository for consistency",
+    "init": "Initialize a new empty repository",
+    "log": "Show log starting at commit or ref",
+    "ls": "List file paths",
+    "prune": "Search for unreachable objects",
+    "pull-local": "Copy data from SRC_REPO",
+    "pull": "Download data from remote repository",
+    "refs": "List refs",
+    "remote": "Remote commands that may involve network access",
+    "reset": "Reset a REF to a previous COMMIT",
+    "rev-parse": "Output the target of a rev",
+    "show": "Output a metadata object",
+    "summary": "Manage summary metadata",
+}
+
+# Commands that need no repository
+NO_REPO = {"admin", "checksum", "init", "container"}
+
+
+@dataclass
+class Context:
+    """What every builtin gets: the global options and a way to open the repo."""
+
+    repo_path: str | None = None
+    verbose: bool = False
+    command: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def find_repo_path(self) -> str:
+        if self.repo_path:
+            return self.repo_path
+        env = os.environ.get("OSTREE_REPO")
+        if env:
+            return env
+        # a repository in the current directory
+        if os.path.isfile("config") and os.path.isdir("objects"):
+            return "."
+        sysroot_repo = "/ostree/repo"
+        if os.path.isdir(sysroot_repo):
+            return sysroot_repo
+        raise OstreeError("Command requires a --repo argument")
+
+    def open_repo(self):  # type: ignore[no-untyped-def]
+        from ..repo import Repo
+
+        return Repo.open(self.find_repo_path())
+
+
+def _version() -> str:
+    from .. import __version__
+
+    features = ["libarchive", "selinux", "ex-fsverity", "p2p"]
+    lines = ["libostree:", f" Version: '{OSTREE_COMPAT_VERSION}'", f" pyostree: '{__version__}'", " Features:"]
+    lines += [f"  - {f}" for f in features]
+    return "\n".join(lines)
+
+
+def _usage(out: object = None) -> str:
+    lines = ["Usage:", "  ostree [OPTION…] COMMAND", "", "Builtin Commands:"]
+    for name, summary in COMMANDS.items():
+        lines.append(f"  {name:<22} {summary}")
+    lines += ["", "Application Options:",
+              "  -h, --help              Show help options",
+              "  --version               Print version information and exit",
+              "  --verbosity             Print debug information during command processing"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    ctx = Context()
+    rest: list[str] = []
+    command: str | None = None
+    i = 0
+    # Global options may come before the command; --repo may come anywhere.
+    while i < len(argv):
+        a = argv[i]
+        if command is None and a in ("--version",):
+            print(_version())
+            return 0
+        if command is None and a in ("-h", "--help"):
+            print(_usage())
+            return 0
+        if command is None and a in ("-v", "--verbose"):
+            ctx.verbose = True
+        elif command is None and a.startswith("--repo="):
+            ctx.repo_path = a[len("--repo="):]
+        elif command is None and a == "--repo" and i + 1 < len(argv):
+            ctx.repo_path = argv[i + 1]
+            i += 1
+        elif command is None and not a.startswith("-"):
+            command = a
+        else:
+            rest.append(a)
+        i += 1
+    if command is None:
+        sys.stderr.write(_usage() + "\n\nerror: No command specified\n")
+        return 1
+    if command not in COMMANDS:
+        sys.stderr.write(_usage() + f"\n\nerror: Unknown command '{command}'\n")
+        return 1
+    ctx.command = command
+    modname = "pyostree.cli.builtin_" + command.replace("-", "_")
+    try:
+        mod = importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name == modname:
+            sys.stderr.write(f"error: Command '{command}' is not implemented yet\n")
+            return 1
+        raise
+    try:
+        rc: int = mod.run(ctx, rest)
+        sys.stdout.flush()
+        return rc
+    except OstreeError as e:
+        sys.stdout.flush()
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        # an unexpected OS failure still gets a clean one-line error
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        sys.stderr.write(f"error: {e.strerror or e}{where}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""A GOption-style command-line parser, so that flags behave as in ostree.
+
+Options and positional arguments may be interleaved; ``--opt=VALUE``,
+``--opt VALUE``, ``-o VALUE`` and combined short flags (``-UH``) work; ``--``
+ends option parsing.  Unknown options are an error (``Unknown option --x``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import OstreeError
+
+FLAG = "flag"
+STRING = "string"
+STRINGS = "strings"  # may repeat
+INT = "int"
+CALLBACK = "callback"
+
+
+@dataclass
+class Opt:
+    long: str
+    short: str | None = None
+    kind: str = FLAG
+    help: str = ""
+    metavar: str = ""
+    dest: str | None = None
+    optional_value: bool = False  # flag that may take =VALUE
+
+    @property
+    def key(self) -> str:
+        return self.dest or self.long.replace("-", "_")
+
+
+class Options:
+    """Parsed option values; missing ones read as the option's empty value."""
+
+    def __init__(self, specs: list[Opt]) -> None:
+        for o in specs:
+            if o.kind == FLAG:
+                setattr(self, o.key, False)
+            elif o.kind == STRINGS:
+                setattr(self, o.key, [])
+            else:
+                setattr(self, o.key, None)
+
+    def __getattr__(self, name: str) -> Any:  # only for names not set
+        raise AttributeError(name)
+
+
+def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "") -> tuple[Options, list[str]]:
+    by_long = {o.long: o for o in specs}
+    by_short = {o.short: o for o in specs if o.short}
+    opts = Options(specs)
+    args: list[str] = []
+
+    def store(o: Opt, value: str | None, name: str) -> None:
+        if o.kind == FLAG:
+            setattr(opts, o.key, True if value is None else value)
+        elif o.kind == STRING:
+            setattr(opts, o.key, value)
+        elif o.kind == STRINGS:
+            getattr(opts, o.key).append(value)
+        elif o.kind == INT:
+            try:
+                setattr(opts, o.key, int(value or ""))
+            except ValueError:
+                raise OstreeError(f"Cannot parse integer value “{value}” for {name}") from None
+
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
+            args.extend(argv[i:])
+            break
+        if a in ("-h", "--help", "-?"):
+            _print_help(usage, summary, specs)
+            raise SystemExit(0)
+        if a.startswith("--"):
+            name, eq, value = a[2:].partition("=")
+            o = by_long.get(name)
+            if o is None:
+                raise OstreeError(f"Unknown option --{name}")
+            if o.kind == FLAG:
+                if eq and not o.optional_value:
+                    raise OstreeError(f"Option --{name} does not take a value")
+                store(o, value if eq else None, a)
+                continue
+            if not eq:
+                if i >= len(argv):
+                    raise OstreeError(f"Missing argument for --{name}")
+                value = argv[i]
+                i += 1
+            store(o, value, "--" + name)
+            continue
+        if a.startswith("-") and len(a) > 1:
+            j = 1
+            while j < len(a):
+                ch = a[j]
+                o = by_short.get(ch)
+                if o is None:
+                    raise OstreeError(f"Unknown option -{ch}")
+                if o.kind == FLAG:
+                    store(o, None, "-" + ch)
+                    j += 1
+                    continue
+                value = a[j + 1:]
+                if not value:
+                    if i >= len(argv):
+                        raise OstreeError(f"Missing argument for -{ch}")
+                    value = argv[i]
+                    i += 1
+                store(o, value, "-" + ch)
+                break
+            continue
+        args.append(a)
+    return opts, args
+
+
+def _print_help(usage: str, summary: str, specs: list[Opt]) -> None:
+    out = [f"Usage:\n  ostree {usage}", ""]
+    if summary:
+        out += [summary, ""]
+    out.append("Help Options:\n  -h, --help              Show help options\n")
+    out.append("Application Options:")
+    for o in specs:
+        flag = (f"-{o.short}, " if o.short else "") + f"--{o.long}"
+        if o.kind != FLAG:
+            flag += "=" + (o.metavar or o.long.upper())
+        out.append(f"  {flag:<30} {o.help}")
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def usage_error(message: str) -> OstreeError:
+    return OstreeError(message)

@@ -1,0 +1,457 @@
+"""Committing trees: directories (and refs, tarballs) into a MutableTree, then a commit.
+
+The walk reads each directory once with ``os.scandir`` relative to a directory
+fd, applies a :class:`CommitModifier` (ownership, statoverride, skip list,
+permission canonicalization, xattr filtering) to every entry exactly as
+``ostree commit`` does, and stores objects through the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import gvariant
+from . import objects as obj
+from .errors import OstreeError, os_error
+from .objects import Commit, DirMeta, DirTree, FileInfo, ObjectType
+from .repo import Repo, RepoMode, list_xattrs
+
+Metadata = list[tuple[str, gvariant.Variant]]
+
+
+class FilterResult:
+    ALLOW = 0
+    SKIP = 1
+
+
+@dataclass
+class CommitModifier:
+    """Per-entry rewriting applied while committing (``OstreeRepoCommitModifier``)."""
+
+    owner_uid: int | None = None
+    owner_gid: int | None = None
+    skip_xattrs: bool = False
+    canonical_permissions: bool = False
+    mode_ro_executables: bool = False
+    mode_adds: dict[str, int] = field(default_factory=dict)
+    mode_overrides: dict[str, int] = field(default_factory=dict)
+    skip_list: set[str] = field(default_factory=set)
+    devino_canonical: bool = False
+    link_checkout_speedup: bool = False
+    consume: bool = False
+    generate_sizes: bool = False
+    xattr_callback: Callable[[str, FileInfo], obj.Xattrs | None] | None = None
+    filter_callback: Callable[[str, FileInfo], int] | None = None
+    """Extra hook run after the built-in rules: may edit *info* and return SKIP."""
+    matched_statoverrides: set[str] = field(default_factory=set)
+    matched_skips: set[str] = field(default_factory=set)
+
+    def is_identity(self) -> bool:
+        return (self.owner_uid is None and self.owner_gid is None and not self.skip_xattrs
+                and not self.canonical_permissions and not self.mode_ro_executables
+                and not self.mode_adds and not self.mode_overrides and not self.skip_list
+                and self.xattr_callback is None and self.filter_callback is None)
+
+    def apply(self, path: str, info: FileInfo) -> int:
+        """Rewrite *info* in place for the entry at commit path *path*; SKIP or ALLOW.
+
+        The order is ostree's: the commit filter (owner, ro-executables,
+        statoverride, skip list, extra callback) runs first, then permission
+        canonicalization, then xattr skipping.
+        """
+        result = FilterResult.ALLOW
+        if self.owner_uid is not None:
+            info.uid = self.owner_uid
+        if self.owner_gid is not None:
+            info.gid = self.owner_gid
+        mode = info.mode
+        if stat.S_ISREG(mode) and self.mode_ro_executables and mode & 0o111:
+            mode &= ~0o222
+            info.mode = mode
+        if path in self.mode_adds:
+            info.mode = mode | self.mode_adds[path]
+            self.matched_statoverrides.add(path)
+        elif path in self.mode_overrides:
+            info.mode = stat.S_IFMT(info.mode) | self.mode_overrides[path]
+            self.matched_statoverrides.add(path)
+        if path in self.skip_list:
+            self.matched_skips.add(path)
+            result = FilterResult.SKIP
+        if self.filter_callback is not None and self.filter_callback(path, info) == FilterResult.SKIP:
+            result = FilterResult.SKIP
+        if self.canonical_permissions:
+            if stat.S_ISREG(info.mode):
+                info.mode &= stat.S_IFREG | 0o755
+            elif stat.S_ISDIR(info.mode):
+                info.mode &= stat.S_IFDIR | 0o755
+            info.uid = info.gid = 0
+        if self.skip_xattrs or self.canonical_permissions:
+            info.xattrs = []
+        return result
+
+
+class MutableTree:
+    """An in-memory directory being assembled for a commit (``OstreeMutableTree``).
+
+    A tree may stay *lazy*: backed by an existing dirtree checksum until it is modified.
+    """
+
+    __slots__ = ("_contents_checksum", "_repo", "files", "metadata_checksum", "subdirs")
+
+    def __init__(self, repo: Repo | None = None, contents_checksum: str | None = None,
+                 metadata_checksum: str | None = None) -> None:
+        self.files: dict[str, str] = {}
+        self.subdirs: dict[str, MutableTree] = {}
+        self.metadata_checksum = metadata_checksum
+        self._repo = repo
+        self._contents_checksum = contents_checksum
+        if contents_checksum is not None:
+            assert repo is not None
+            self._load()
+
+    def _load(self) -> None:
+        assert self._repo is not None and self._contents_checksum is not None
+        tree = self._repo.load_dirtree(self._contents_checksum)
+        for name, c in tree.files:
+            self.files[name] = c
+        for name, tc, mc in tree.dirs:
+            self.subdirs[name] = _LazyTree(self._repo, tc, mc)
+
+    def ensure_dir(self, name: str) -> MutableTree:
+        obj.validate_filename(name)
+        if name in self.files:
+            raise OstreeError(f"Can't replace file with directory: {name}")
+        sub = self.subdirs.get(name)
+        if sub is None:
+            sub = MutableTree()
+            self.subdirs[name] = sub
+        elif isinstance(sub, _LazyTree):
+            sub = sub.materialize()
+            self.subdirs[name] = sub
+        self._contents_checksum = None
+        return sub
+
+    def replace_file(self, name: str, checksum: str) -> None:
+        obj.validate_filename(name)
+        if name in self.subdirs:
+            raise OstreeError(f"Can't replace directory with file: {name}")
+        self.files[name] = checksum
+        self._contents_checksum = None
+
+    def remove(self, name: str, allow_noent: bool = False) -> None:
+        if self.files.pop(name, None) is None and self.subdirs.pop(name, None) is None and not allow_noent:
+            raise OstreeError(f"No such file or directory: {name}")
+        self._contents_checksum = None
+
+    def walk(self, path: list[str]) -> MutableTree:
+        t = self
+        for part in path:
+            if not part:
+                continue
+            sub = t.subdirs.get(part)
+            if sub is None:
+                raise OstreeError(f"No such file or directory: {part}")
+            if isinstance(sub, _LazyTree):
+                sub = sub.materialize()
+                t.subdirs[part] = sub
+            t = sub
+        return t
+
+    def write(self, repo: Repo) -> str:
+        """Write dirtree objects bottom-up; returns the contents checksum."""
+        if self._contents_checksum is not None:
+            return self._contents_checksum
+        dirs = []
+        for name, sub in self.subdirs.items():
+            tc = sub.write(repo)
+            if sub.metadata_checksum is None:
+                raise OstreeError(f"Directory {name} has no metadata")
+            dirs.append((name, tc, sub.metadata_checksum))
+        tree = DirTree(sorted(self.files.items(), key=lambda p: p[0].encode()),
+                       sorted(dirs, key=lambda p: p[0].encode()))
+        self._contents_checksum = repo.write_dirtree(tree)
+        return self._contents_checksum
+
+    def merge_from(self, other: MutableTree) -> None:
+        """Overlay *other* on top of this tree (``--tree`` combining)."""
+        if other.metadata_checksum is not None:
+            self.metadata_checksum = other.metadata_checksum
+        for name, c in other.files.items():
+            if name in self.subdirs:
+                del self.subdirs[name]
+            self.files[name] = c
+        for name, sub in other.subdirs.items():
+            if name in self.files:
+                del self.files[name]
+            mine = self.subdirs.get(name)
+            if mine is None:
+                self.subdirs[name] = sub
+            else:
+                if isinstance(mine, _LazyTree):
+                    mine = mine.materialize()
+                    self.subdirs[name] = mine
+                if isinstance(sub, _LazyTree):
+                    sub = sub.materialize()
+                mine.merge_from(sub)
+        self._contents_checksum = None
+
+
+class _LazyTree(MutableTree):
+    """A subdirectory still identical to a stored dirtree."""
+
+    __slots__ = ()
+
+    def __init__(self, repo: Repo, contents: str, meta: str) -> None:
+        MutableTree.__init__(self, None, None, meta)
+        self._repo = repo
+        self._contents_checksum = contents
+
+    def materialize(self) -> MutableTree:
+        assert self._repo is not None and self._contents_checksum is not None
+        return MutableTree(self._repo, self._contents_checksum, self.metadata_checksum)
+
+    def write(self, repo: Repo) -> str:
+        assert self._contents_checksum is not None
+        if self._repo is not repo and not repo.has_object(ObjectType.DIR_TREE, self._contents_checksum):
+            return self.materialize().write(repo)
+        return self._contents_checksum
+
+
+# ---------------------------------------------------------------------------
+
+
+def _info_from_stat(st: os.stat_result) -> FileInfo:
+    return FileInfo(st.st_mode, st.st_uid, st.st_gid, st.st_size if stat.S_ISREG(st.st_mode) else 0)
+
+
+class DevInoCache:
+    """(st_dev, st_ino) -> checksum of the repo's loose content objects (link-checkout-speedup)."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.map: dict[tuple[int, int], str] = {}
+        r: Repo | None = repo
+        while r is not None:
+            if r.mode is not RepoMode.ARCHIVE:
+                objdir = f"/proc/self/fd/{r._objects_dfd}"
+                for prefix in os.listdir(objdir):
+                    if len(prefix) != 2:
+                        continue
+                    try:
+                        it = os.scandir(f"{objdir}/{prefix}")
+                    except NotADirectoryError:
+                        continue
+                    with it:
+                        for e in it:
+                            if e.name.endswith(".file"):
+                                st = e.stat(follow_symlinks=False)
+                                self.map[(st.st_dev, st.st_ino)] = prefix + e.name[:-5]
+            r = r.parent
+
+    def get(self, st: os.stat_result) -> str | None:
+        return self.map.get((st.st_dev, st.st_ino))
+
+
+class DirectoryCommitter:
+    """Writes a directory tree on disk into a MutableTree."""
+
+    def __init__(self, repo: Repo, modifier: CommitModifier | None = None) -> None:
+        self.repo = repo
+        self.modifier = modifier or CommitModifier()
+        if repo.mode is RepoMode.BARE_USER_ONLY:
+            self.modifier.canonical_permissions = True
+        self.read_xattrs = not (repo.disable_xattrs or self.modifier.skip_xattrs
+                                or self.modifier.canonical_permissions)
+        self.devino: DevInoCache | None = None
+        if self.modifier.link_checkout_speedup or self.modifier.devino_canonical:
+            self.devino = DevInoCache(repo)
+        self._identity = self.modifier.is_identity()
+
+    def _modify(self, path: str, info: FileInfo) -> int:
+        if self._identity:
+            return FilterResult.ALLOW
+        return self.modifier.apply(path, info)
+
+    def commit_dir(self, path: str, mtree: MutableTree) -> None:
+        """Add the contents of directory *path* (and its metadata) to *mtree*."""
+        try:
+            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise os_error(e, f"opendir({path})") from None
+        try:
+            st = os.fstat(dfd)
+            info = _info_from_stat(st)
+            if self.read_xattrs:
+                info.xattrs = list_xattrs(dfd)
+            if self._modify("/", info) == FilterResult.SKIP:
+                return
+            mtree.metadata_checksum = self.repo.write_dirmeta(
+                DirMeta(info.uid, info.gid, info.mode, info.xattrs))
+            self._walk(dfd, "/", mtree)
+        finally:
+            os.close(dfd)
+        if self.modifier.consume:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _walk(self, dfd: int, dirpath: str, mtree: MutableTree) -> None:
+        with os.scandir(dfd) as it:
+            entries = list(it)
+        prefix = dirpath if dirpath.endswith("/") else dirpath + "/"
+        for e in entries:
+            name = e.name
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise OstreeError(f"Invalid UTF-8 in filename {name.encode('utf-8', 'surrogateescape')!r}") from None
+            path = prefix + name
+            st = e.stat(follow_symlinks=False)
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                sub_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
+                try:
+                    info = _info_from_stat(st)
+                    if self.read_xattrs:
+                        info.xattrs = list_xattrs(sub_fd)
+                    if self._modify(path, info) == FilterResult.SKIP:
+                        continue
+                    child = mtree.ensure_dir(name)
+                    child.metadata_checksum = self.repo.write_dirmeta(
+                        DirMeta(info.uid, info.gid, info.mode, info.xattrs))
+                    self._walk(sub_fd, path, child)
+                finally:
+                    os.close(sub_fd)
+            elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                csum = self._commit_file(dfd, name, path, st)
+                if csum is not None:
+                    mtree.replace_file(name, csum)
+            else:
+                raise OstreeError(f"Not a regular file or symlink: {name}")
+
+    def _commit_file(self, dfd: int, name: str, path: str, st: os.stat_result) -> str | None:
+        repo = self.repo
+        if self.devino is not None:
+            cached = self.devino.get(st)
+            if cached is not None:
+                if self.modifier.devino_canonical:
+                    repo.stats["content_cache_hits"] += 1
+                    return cached
+                stored = repo.load_file(cached).info
+                modified = FileInfo(stored.mode, stored.uid, stored.gid, stored.size,
+                                    stored.symlink_target, list(stored.xattrs))
+                if self._modify(path, modified) == FilterResult.SKIP:
+                    return None
+                if (modified.mode, modified.uid, modified.gid, modified.xattrs) == \
+                        (stored.mode, stored.uid, stored.gid, stored.xattrs):
+                    repo.stats["content_cache_hits"] += 1
+                    return cached
+        info = _info_from_stat(st)
+        if stat.S_ISLNK(st.st_mode):
+            info.symlink_target = os.readlink(name, dir_fd=dfd)
+            try:
+                info.symlink_target.encode("utf-8")
+            except UnicodeEncodeError:
+                raise OstreeError(f"Invalid UTF-8 in symlink target of {path}") from None
+            if self.read_xattrs:
+                info.xattrs = list_xattrs(name, dir_fd=dfd)
+            if self._modify(path, info) == FilterResult.SKIP:
+                return None
+            return repo.write_content(info)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
+        try:
+            if self.read_xattrs:
+                info.xattrs = list_xattrs(fd)
+            if self._modify(path, info) == FilterResult.SKIP:
+                return None
+            return repo.write_content(info, src_fd=fd)
+        finally:
+            os.close(fd)
+
+
+def mtree_from_commit(repo: Repo, rev: str) -> MutableTree:
+    """A MutableTree holding the root of commit *rev* (``--tree=ref=``)."""
+    csum = repo.resolve_rev(rev)
+    assert csum is not None
+    c = repo.load_commit(csum)
+    return MutableTree(repo, c.root_contents, c.root_meta)
+
+
+def write_commit(repo: Repo, *, parent: str | None, subject: str, body: str,
+                 metadata: Metadata, root_contents: str, root_meta: str,
+                 timestamp: int | None = None) -> str:
+    """Write a commit object; returns its checksum."""
+    if timestamp is None:
+        timestamp = int(time.time())
+    commit = Commit(metadata, parent, [], subject, body, timestamp, root_contents, root_meta)
+    return repo.write_commit(commit)
+
+
+def commit_directory(repo: Repo, path: str, *, subject: str = "", body: str = "",
+                     branch: str | None = None, parent: str | None = None,
+                     metadata: Metadata | None = None, modifier: CommitModifier | None = None,
+                     timestamp: int | None = None) -> str:
+    """Library convenience: commit directory *path*, optionally moving *branch*."""
+    from . import refs
+
+    with repo.transaction():
+        mtree = MutableTree()
+        DirectoryCommitter(repo, modifier).commit_dir(path, mtree)
+        contents = mtree.write(repo)
+        assert mtree.metadata_checksum is not None
+        if parent is None and branch is not None:
+            parent = refs.resolve_rev(repo, branch, allow_noent=True)
+        csum = write_commit(repo, parent=parent, subject=subject, body=body,
+                            metadata=metadata or [], root_contents=contents,
+                            root_meta=mtree.metadata_checksum, timestamp=timestamp)
+        if branch is not None:
+            refs.set_ref(repo, None, branch, csum)
+    return csum
+
+
+def write_ref_tree_to_mtree(repo: Repo, rev: str, mtree: MutableTree,
+                            modifier: CommitModifier | None = None) -> None:
+    """Overlay the tree of commit *rev* onto *mtree* (``--tree=ref=REV``).
+
+    Without a modifier the stored dirtrees are reused as they are; with one,
+    every entry is re-filtered and content objects whose metadata changes are
+    written again with the new header.
+    """
+    csum = repo.resolve_rev(rev)
+    assert csum is not None
+    c = repo.load_commit(csum)
+    if modifier is None or modifier.is_identity():
+        mtree.merge_from(MutableTree(repo, c.root_contents, c.root_meta))
+        return
+    if repo.mode is RepoMode.BARE_USER_ONLY:
+        modifier.canonical_permissions = True
+    _filter_tree(repo, c.root_contents, c.root_meta, "/", mtree, modifier)
+
+
+def _filter_tree(repo: Repo, contents: str, meta: str, path: str, mtree: MutableTree,
+                 modifier: CommitModifier) -> None:
+    dm = repo.load_dirmeta(meta)
+    info = FileInfo(dm.mode, dm.uid, dm.gid, 0, "", list(dm.xattrs))
+    if modifier.apply(path, info) == FilterResult.SKIP:
+        return
+    mtree.metadata_checksum = repo.write_dirmeta(DirMeta(info.uid, info.gid, info.mode, info.xattrs))
+    tree = repo.load_dirtree(contents)
+    prefix = path if path.endswith("/") else path + "/"
+    for name, fcsum in tree.files:
+        co = repo.load_file(fcsum)
+        finfo = FileInfo(co.info.mode, co.info.uid, co.info.gid, co.info.size,
+                         co.info.symlink_target, list(co.info.xattrs))
+        if modifier.apply(prefix + name, finfo) == FilterResult.SKIP:
+            continue
+        if (finfo.mode, finfo.uid, finfo.gid, finfo.xattrs) == \
+                (co.info.mode, co.info.uid, co.info.gid, co.info.xattrs):
+            mtree.replace_file(name, fcsum)
+            continue
+        data = co.read() if finfo.is_regular else b""
+        mtree.replace_file(name, repo.write_content(finfo, data))
+    for name, tc, mc in tree.dirs:
+        sub = mtree.ensure_dir(name)
+        _filter_tree(repo, tc, mc, prefix + name, sub, modifier)
