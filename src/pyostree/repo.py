@@ -450,7 +450,7 @@ class Repo:
                     with open(os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd), "rb") as f:
                         target_b = f.read(4097)
                     try:
-                        target = target_b.decode("utf-8")
+                        target = target_b.rstrip(b"\0").decode("utf-8")
                     except UnicodeDecodeError:
                         raise OstreeError(f"Corrupted {what}: symlink target is not UTF-8") from None
                     info = FileInfo(mode, uid, gid, 0, target, xattrs)
@@ -734,7 +734,7 @@ class Repo:
                     _write_all(fd, comp.flush())
             else:
                 if info.is_symlink:  # bare-user stores the target as content
-                    _write_all(fd, info.symlink_target.encode("utf-8"))
+                    _write_all(fd, info.symlink_target.encode("utf-8") + b"\0")  # ostree keeps the NUL
                 else:
                     if data is not None:
                         _write_all(fd, data)

@@ -1,0 +1,557 @@
+"""Verifying a repository: object checksums, structure, reachability (``ostree fsck``).
+
+:func:`verify_object` re-hashes one object exactly as libostree's
+``ostree_repo_fsck_object`` does (content objects: file header + content;
+metadata: SHA-256 of the bytes plus a normal-form and structure check).
+:func:`traverse_commit` computes the objects reachable from a commit (and
+optionally which objects reference which, to name the commits an object
+belongs to).  :func:`fsck_repo` drives a whole ``ostree fsck`` run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TextIO
+
+from . import gvariant
+from . import objects as obj
+from .errors import NotFoundError, OstreeError
+from .objects import Commit, DirTree, ObjectType
+from .repo import Repo, write_file_atomic
+
+ObjectName = tuple[str, ObjectType]
+"""(checksum, type) of one object."""
+
+_CHUNK = 1 << 20
+_PERM_BITS = 0o7777
+
+
+# ---------------------------------------------------------------------------
+# one object
+
+
+def _validate_perms(mode: int) -> None:
+    if mode & ~(stat.S_IFMT(mode) | _PERM_BITS):
+        raise OstreeError(f"Invalid mode {mode}; invalid bits in mode")
+
+
+def _validate_csum_bytes(b: bytes) -> None:
+    if len(b) != 32:
+        raise OstreeError(f"Invalid checksum of length {len(b)} expected 32")
+
+
+def _validate_filename(name: str) -> None:
+    if name == ".":
+        raise OstreeError("Invalid self-referential filename '.'")
+    if name == "..":
+        raise OstreeError("Invalid path uplink filename '..'")
+    if "/" in name:
+        raise OstreeError(f"Invalid / in filename {name}")
+    if not name:
+        raise OstreeError("Invalid empty filename")
+
+
+def validate_metadata_structure(objtype: ObjectType, data: bytes) -> None:
+    """Normal form, type and schema checks (``_ostree_validate_structureof_metadata``)."""
+    vtype = obj.OBJECT_VARIANT_TYPES.get(objtype)
+    if vtype is None or objtype in (ObjectType.COMMIT_META, ObjectType.TOMBSTONE_COMMIT):
+        return
+    if not gvariant.is_normal_form(vtype, data):
+        raise OstreeError("Not normal form")
+    value = gvariant.deserialize(vtype, data)
+    if objtype is ObjectType.COMMIT:
+        md, parent, _rel, _subj, _body, _ts, contents, meta = value
+        for key, _v in md:
+            if not key:
+                raise OstreeError("Empty metadata key")
+        if len(parent) > 0:
+            _validate_csum_bytes(bytes(parent))
+        _validate_csum_bytes(bytes(contents))
+        _validate_csum_bytes(bytes(meta))
+    elif objtype is ObjectType.DIR_TREE:
+        files, dirs = value
+        for name, c in files:
+            _validate_filename(name)
+            _validate_csum_bytes(bytes(c))
+        for name, tc, mc in dirs:
+            _validate_filename(name)
+            _validate_csum_bytes(bytes(tc))
+            _validate_csum_bytes(bytes(mc))
+    elif objtype is ObjectType.DIR_META:
+        mode = obj._be32(value[2])
+        if not stat.S_ISDIR(mode):
+            raise OstreeError(f"Invalid directory metadata mode {mode}; not a directory")
+        _validate_perms(mode)
+
+
+def verify_metadata_bytes(objtype: ObjectType, checksum: str, data: bytes) -> None:
+    """Check that *data* is a valid metadata object named *checksum*."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != checksum:
+        raise OstreeError(
+            f"Corrupted {objtype.value} object; checksum expected='{checksum}' actual='{actual}'")
+    try:
+        validate_metadata_structure(objtype, data)
+    except gvariant.GVariantError as e:
+        raise OstreeError(f"{checksum}.{objtype.value}: {e}") from None
+    except OstreeError as e:
+        raise OstreeError(f"{checksum}.{objtype.value}: {e}") from None
+
+
+def content_checksum_of(repo: Repo, checksum: str) -> str:
+    """Recompute the checksum of stored content object *checksum*."""
+    co = repo.load_file(checksum)
+    info = co.info
+    mode = info.mode
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise OstreeError(f"Invalid file metadata mode {mode}; not a valid file type")
+    _validate_perms(mode)
+    h = hashlib.sha256(obj.file_header(info))
+    if info.is_regular:
+        n = 0
+        with co.open() as f:
+            while True:
+                chunk = f.read(_CHUNK)
+                if not chunk:
+                    break
+                n += len(chunk)
+                h.update(chunk)
+        if repo.is_archive and n != info.size:
+            raise OstreeError(f"Corrupted file object; size {n} does not match header size {info.size}")
+    return h.hexdigest()
+
+
+def verify_object(repo: Repo, objtype: ObjectType, checksum: str) -> None:
+    """Re-hash one object; raise :class:`OstreeError` naming it when it is corrupt.
+
+    A missing object raises :class:`NotFoundError`.
+    """
+    if objtype.is_meta:
+        prefix = f"fsck {checksum}.{objtype.value}"
+        try:
+            data = repo.load_metadata(objtype, checksum)
+        except NotFoundError:
+            raise
+        except OstreeError as e:
+            raise OstreeError(f"{prefix}: {e}", errno=e.errno) from None
+        try:
+            verify_metadata_bytes(objtype, checksum, data)
+        except OstreeError as e:
+            raise OstreeError(f"{prefix}: {e}") from None
+        return
+    prefix = f"fsck content object {checksum}"
+    try:
+        actual = content_checksum_of(repo, checksum)
+    except NotFoundError:
+        raise
+    except OstreeError as e:
+        raise OstreeError(f"{prefix}: {e}", errno=e.errno) from None
+    except OSError as e:
+        raise OstreeError(f"{prefix}: {os.strerror(e.errno or 0)}") from None
+    if actual != checksum:
+        raise OstreeError(
+            f"{prefix}: Corrupted file object; checksum expected='{checksum}' actual='{actual}'")
+
+
+# ---------------------------------------------------------------------------
+# commit state
+
+
+def commit_state(repo: Repo, checksum: str) -> tuple[bool, bool]:
+    """(partial, partial because fsck found corruption) for a commit."""
+    try:
+        fd = os.open(f"state/{checksum}.commitpartial", os.O_RDONLY | os.O_CLOEXEC, dir_fd=repo.dfd)
+    except FileNotFoundError:
+        return False, False
+    try:
+        reason = os.read(fd, 1)
+    finally:
+        os.close(fd)
+    return True, reason == b"f"
+
+
+def mark_commit_fsck_partial(repo: Repo, checksum: str) -> None:
+    """Create ``state/CSUM.commitpartial`` holding ``f`` (fsck-detected corruption)."""
+    os.makedirs(f"/proc/self/fd/{repo.dfd}/state", exist_ok=True)
+    try:
+        fd = os.open(f"state/{checksum}.commitpartial", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                     0o644, dir_fd=repo.dfd)
+    except FileExistsError:
+        return
+    try:
+        os.write(fd, b"f")
+    finally:
+        os.close(fd)
+
+
+def tombstone_commits_enabled(repo: Repo) -> bool:
+    return repo.config.get_bool("core", "tombstone-commits", False)
+
+
+def write_tombstone(repo: Repo, checksum: str) -> None:
+    """Store the ``CSUM.tombstone-commit`` object recording that a commit was deleted."""
+    data = gvariant.serialize(obj.METADATA_TYPE,
+                              [("commit", gvariant.Variant("ay", checksum.encode() + b"\0"))])
+    rel = obj.object_relpath(checksum, ObjectType.TOMBSTONE_COMMIT)
+    os.makedirs(f"/proc/self/fd/{repo.dfd}/objects/{checksum[:2]}", exist_ok=True)
+    write_file_atomic(repo.path, rel, data, fsync=not repo.disable_fsync, dir_fd=repo.dfd)
+
+
+def delete_object(repo: Repo, objtype: ObjectType, checksum: str) -> None:
+    """``ostree_repo_delete_object``: unlink, and leave a tombstone for commits if configured."""
+    rel = obj.object_relpath(checksum, objtype, repo.is_archive)
+    if objtype is ObjectType.COMMIT:
+        try:
+            os.unlink(obj.object_relpath(checksum, ObjectType.COMMIT_META), dir_fd=repo.dfd)
+        except FileNotFoundError:
+            pass
+    try:
+        os.unlink(rel, dir_fd=repo.dfd)
+    except OSError as e:
+        raise OstreeError(f"Deleting object {checksum}.{objtype.value}: {os.strerror(e.errno or 0)}",
+                          errno=e.errno) from None
+    repo._meta_cache.pop((objtype, checksum), None)
+    if objtype is ObjectType.COMMIT and tombstone_commits_enabled(repo):
+        write_tombstone(repo, checksum)
+
+
+# ---------------------------------------------------------------------------
+# traversal
+
+
+def _load_commit_if_exists(repo: Repo, checksum: str) -> Commit | None:
+    try:
+        return repo.load_commit(checksum)
+    except NotFoundError:
+        return None
+
+
+def _load_dirtree_raw(repo: Repo, checksum: str) -> DirTree:
+    data = repo.load_metadata(ObjectType.DIR_TREE, checksum)
+    try:
+        return DirTree.parse(data, validate=False)
+    except (ValueError, OstreeError) as e:
+        raise OstreeError(f"Corrupted dirtree object {checksum}: {e}") from None
+
+
+def traverse_commit(repo: Repo, checksum: str, maxdepth: int, reachable: set[ObjectName],
+                    parents: dict[ObjectName, set[ObjectName]] | None = None, *,
+                    commit_only: bool = False) -> None:
+    """Add every object reachable from commit *checksum* to *reachable*.
+
+    Follows *maxdepth* parents (-1: all).  A missing commit ends the walk; in
+    a partial commit missing dirtrees are skipped.  When *parents* is given it
+    records, for each object, the objects that reference it.
+    """
+    csum: str | None = checksum
+    depth = maxdepth
+    while csum is not None:
+        key: ObjectName = (csum, ObjectType.COMMIT)
+        if key in reachable:
+            break
+        commit = _load_commit_if_exists(repo, csum)
+        if commit is None:
+            break
+        partial, _ = commit_state(repo, csum)
+        reachable.add(key)
+        if not commit_only:
+            _traverse_dir(repo, commit.root_contents, commit.root_meta, key, reachable, parents, partial)
+        if maxdepth == -1 or depth > 0:
+            if depth > 0:
+                depth -= 1
+            csum = commit.parent
+        else:
+            break
+
+
+def _add_parent(parents: dict[ObjectName, set[ObjectName]] | None, key: ObjectName,
+                parent: ObjectName) -> None:
+    if parents is not None:
+        parents.setdefault(key, set()).add(parent)
+
+
+def _traverse_dir(repo: Repo, contents: str, meta: str, parent: ObjectName, reachable: set[ObjectName],
+                  parents: dict[ObjectName, set[ObjectName]] | None, ignore_missing: bool) -> None:
+    mkey: ObjectName = (meta, ObjectType.DIR_META)
+    _add_parent(parents, mkey, parent)
+    reachable.add(mkey)
+    tkey: ObjectName = (contents, ObjectType.DIR_TREE)
+    _add_parent(parents, tkey, parent)
+    if tkey in reachable:
+        return
+    try:
+        tree = _load_dirtree_raw(repo, contents)
+    except NotFoundError:
+        if ignore_missing:
+            return
+        raise
+    for _name, fc in tree.files:
+        fkey: ObjectName = (fc, ObjectType.FILE)
+        _add_parent(parents, fkey, tkey)
+        reachable.add(fkey)
+    for _name, tc, mc in tree.dirs:
+        _traverse_dir(repo, tc, mc, tkey, reachable, parents, ignore_missing)
+    reachable.add(tkey)
+
+
+def commits_of(parents: dict[ObjectName, set[ObjectName]], key: ObjectName) -> list[str]:
+    """The commits that (transitively) contain object *key*."""
+    out: set[str] = set()
+    seen: set[ObjectName] = set()
+    todo = [key]
+    while todo:
+        k = todo.pop()
+        for p in parents.get(k, ()):
+            if p in seen:
+                continue
+            seen.add(p)
+            if p[1] is ObjectType.COMMIT:
+                out.add(p[0])
+            else:
+                todo.append(p)
+    return sorted(out)
+
+
+def list_commit_objects(repo: Repo) -> list[str]:
+    return sorted(c for c, t in repo.iter_objects() if t is ObjectType.COMMIT)
+
+
+# ---------------------------------------------------------------------------
+# bindings
+
+
+def _md_strings(commit: Commit, key: str) -> list[str] | None:
+    v = commit.get_metadata(key)
+    if v is None:
+        return None
+    if isinstance(v.value, str):
+        return [v.value]
+    return [str(x) for x in v.value]
+
+
+def verify_bindings(collection_id: str | None, ref_name: str | None, commit: Commit) -> None:
+    """Check a commit's ``ostree.ref-binding`` / ``ostree.collection-binding`` metadata."""
+    refs = _md_strings(commit, "ostree.ref-binding")
+    if refs is None:
+        if collection_id is None:
+            return
+        raise OstreeError("Expected commit metadata to have ref binding information, found none")
+    if ref_name is not None and ref_name not in refs:
+        refs_str = ", ".join(f"‘{r}’" for r in refs) if refs else "no refs"
+        raise OstreeError(f"Commit has no requested ref ‘{ref_name}’ in ref binding metadata ({refs_str})")
+    if collection_id is not None:
+        cb = _md_strings(commit, "ostree.collection-binding")
+        if cb is None:
+            raise OstreeError("Expected commit metadata to have collection ID binding information, found none")
+        if cb[0] != collection_id:
+            raise OstreeError(f"Commit has collection ID ‘{cb[0]}’ in collection binding metadata, "
+                              f"while the remote it came from has collection ID ‘{collection_id}’")
+
+
+def list_collection_refs(repo: Repo) -> list[tuple[str, str, str]]:
+    """(collection id, ref, checksum) for local refs (with the repo's collection ID) and mirrors."""
+    from . import refs as _refs
+
+    out: list[tuple[str, str, str]] = []
+    cid = repo.collection_id
+    if cid:
+        for name, c in _refs._walk_refs(repo, "refs/heads"):
+            out.append((cid, name, c))
+    root = f"/proc/self/fd/{repo.dfd}/refs/mirrors"
+    try:
+        colls = sorted(os.listdir(root))
+    except (FileNotFoundError, NotADirectoryError):
+        colls = []
+    for coll in colls:
+        for name, c in _refs._walk_refs(repo, f"refs/mirrors/{coll}"):
+            out.append((coll, name, c))
+    return out
+
+
+def _resolve_collection_ref(repo: Repo, collection_id: str, ref: str) -> str | None:
+    for coll, name, c in list_collection_refs(repo):
+        if coll == collection_id and name == ref:
+            return c
+    return None
+
+
+# ---------------------------------------------------------------------------
+# the fsck run
+
+
+@dataclass
+class FsckOptions:
+    quiet: bool = False
+    delete: bool = False
+    all: bool = False
+    add_tombstones: bool = False
+    verify_bindings: bool = False
+    verify_back_refs: bool = False
+
+
+class _Fsck:
+    def __init__(self, repo: Repo, opts: FsckOptions, out: TextIO, err: TextIO) -> None:
+        self.repo = repo
+        self.opts = opts
+        self.out = out
+        self.err = err
+        self.found_corruption = False
+
+    def _print(self, msg: str) -> None:
+        if not self.opts.quiet:
+            self.out.write(msg + "\n")
+            self.out.flush()
+
+    def _printerr(self, msg: str) -> None:
+        self.out.flush()
+        self.err.write(msg + "\n")
+        self.err.flush()
+
+    def one_object(self, checksum: str, objtype: ObjectType, parent_commits: list[str] | None) -> None:
+        try:
+            verify_object(self.repo, objtype, checksum)
+            return
+        except NotFoundError:
+            pcs = ", ".join(parent_commits) if parent_commits else None
+            if pcs:
+                self._printerr(f"Object missing in commits {pcs}: {checksum}.{objtype.value}")
+            else:
+                self._printerr(f"Object missing: {checksum}.{objtype.value}")
+            missing = True
+        except OstreeError as e:
+            msg = str(e)
+            if parent_commits:
+                msg = f"In commits {', '.join(parent_commits)}: {msg}"
+            if self.opts.delete:
+                self._printerr(msg)
+                try:
+                    delete_object(self.repo, objtype, checksum)
+                except OstreeError:
+                    pass
+                missing = True
+            elif self.opts.all:
+                self.found_corruption = True
+                self._printerr(msg)
+                missing = False
+            else:
+                raise OstreeError(msg) from None
+        if missing:
+            self.found_corruption = True
+            if parent_commits and objtype is not ObjectType.COMMIT:
+                for pc in parent_commits:
+                    partial, _ = commit_state(self.repo, pc)
+                    if not partial:
+                        self._printerr(f"Marking commit as partial: {pc}")
+                        mark_commit_fsck_partial(self.repo, pc)
+
+    def commit_for_ref(self, checksum: str, collection_id: str | None, ref_name: str) -> None:
+        self.one_object(checksum, ObjectType.COMMIT, None)
+        try:
+            commit = self.repo.load_commit(checksum)
+        except OstreeError as e:
+            where = f"({collection_id}, {ref_name})" if collection_id is not None else ref_name
+            raise OstreeError(f"Loading commit for ref {where}: {e}") from None
+        if self.opts.verify_bindings:
+            try:
+                verify_bindings(collection_id, ref_name, commit)
+            except OstreeError as e:
+                raise OstreeError(f"Commit {checksum}: {e}") from None
+
+    def one_commit(self, checksum: str, commit: Commit, tombstones: list[str]) -> None:
+        from . import refs as _refs
+
+        if self.opts.verify_back_refs:
+            cb = _md_strings(commit, "ostree.collection-binding")
+            cid = cb[0] if cb else None
+            for ref in _md_strings(commit, "ostree.ref-binding") or []:
+                if cid is not None:
+                    target = _resolve_collection_ref(self.repo, cid, ref)
+                else:
+                    target = _refs.resolve_rev(self.repo, ref, True)
+                if target is None:
+                    if cid is not None:
+                        raise OstreeError(f"Collection–ref ({cid}, {ref}) in bindings for commit {checksum} "
+                                          "does not exist")
+                    raise OstreeError(f"Ref ‘{ref}’ in bindings for commit {checksum} does not exist")
+                if target != checksum:
+                    if cid is not None:
+                        raise OstreeError(f"Collection–ref ({cid}, {ref}) in bindings for commit {checksum} "
+                                          "does not resolve to that commit")
+                    raise OstreeError(f"Ref ‘{ref}’ in bindings for commit {checksum} "
+                                      "does not resolve to that commit")
+        if self.opts.add_tombstones and commit.parent:
+            if not self.repo.has_object(ObjectType.COMMIT, commit.parent):
+                tombstones.append(checksum)
+
+    def run(self) -> int:
+        """Returns the number of commits verified; raises on corruption."""
+        from . import refs as _refs
+
+        repo = self.repo
+        opts = self.opts
+        if opts.verify_back_refs:
+            opts.verify_bindings = True
+        self._print("Validating refs...")
+        for refspec, checksum in sorted(_refs.list_refs(repo).items()):
+            ref_name = refspec.split(":", 1)[1] if ":" in refspec else refspec
+            self.commit_for_ref(checksum, None, ref_name)
+        self._print("Validating refs in collections...")
+        for coll, name, checksum in list_collection_refs(repo):
+            self.commit_for_ref(checksum, coll, name)
+        self._print("Enumerating commits...")
+        commits: list[str] = []
+        tombstones: list[str] = []
+        n_partial = 0
+        n_fsck_partial = 0
+        for csum in list_commit_objects(repo):
+            commit = repo.load_commit(csum)
+            self.one_commit(csum, commit, tombstones)
+            partial, fsck_partial = commit_state(repo, csum)
+            if partial:
+                n_partial += 1
+                if fsck_partial:
+                    n_fsck_partial += 1
+            else:
+                commits.append(csum)
+        self._print(f"Verifying content integrity of {len(commits)} commit objects...")
+        reachable: set[ObjectName] = set()
+        parents: dict[ObjectName, set[ObjectName]] = {}
+        for csum in commits:
+            traverse_commit(repo, csum, 0, reachable, parents)
+        for key in _fsck_order(reachable):
+            self.one_object(key[0], key[1], commits_of(parents, key))
+        if opts.add_tombstones:
+            if tombstones and not tombstone_commits_enabled(repo):
+                repo.config.set("core", "tombstone-commits", "true")
+                repo.write_config()
+            for csum in tombstones:
+                self.out.write(f"Adding tombstone for commit {csum}\n")
+                delete_object(repo, ObjectType.COMMIT, csum)
+        elif n_partial > 0:
+            self.out.write(f"{n_partial} partial commits not verified\n")
+        if self.found_corruption:
+            raise OstreeError("Repository corruption encountered")
+        if n_fsck_partial > 0:
+            raise OstreeError(f"{n_partial} partial commits from fsck-detected corruption")
+        self.out.write(f"object fsck of {len(commits)} commits completed successfully - no errors found.\n")
+        return len(commits)
+
+
+def _fsck_order(keys: Iterable[ObjectName]) -> list[ObjectName]:
+    rank = {ObjectType.COMMIT: 0, ObjectType.DIR_TREE: 1, ObjectType.DIR_META: 2, ObjectType.FILE: 3}
+    return sorted(keys, key=lambda k: (rank.get(k[1], 4), k[0]))
+
+
+def fsck_repo(repo: Repo, opts: FsckOptions | None = None, out: TextIO | None = None,
+              err: TextIO | None = None) -> int:
+    """Run ``ostree fsck`` on *repo*; returns the number of commits verified.
+
+    Progress goes to *out*, per-object problems to *err*; raises
+    :class:`OstreeError` when corruption was found.
+    """
+    return _Fsck(repo, opts or FsckOptions(), out or sys.stdout, err or sys.stderr).run()
