@@ -24,10 +24,12 @@ COMMANDS: dict[str, str] = {
     "checksum": "Checksum a file or directory",
     "commit": "Commit a new revision",
     "config": "Change repo configuration settings",
-    "container": "Import and check out OCI/container images",
     "diff": "Compare directory TARGETDIR against revision REV",
     "export": "Stream COMMIT to stdout in tar format",
+    "find-remotes": "Find remotes to serve the given refs",
+    "create-usb": "Copy the refs to a USB stick",
     "fsck": "Check the repository for consistency",
+    "gpg-sign": "Sign a commit",
     "init": "Initialize a new empty repository",
     "log": "Show log starting at commit or ref",
     "ls": "List file paths",
@@ -35,11 +37,17 @@ COMMANDS: dict[str, str] = {
     "pull-local": "Copy data from SRC_REPO",
     "pull": "Download data from remote repository",
     "refs": "List refs",
-    "remote": "Remote commands that may involve network access",
+    "remote": "Remote commands that may involve internet access",
     "reset": "Reset a REF to a previous COMMIT",
     "rev-parse": "Output the target of a rev",
+    "sign": "Sign a commit",
     "show": "Output a metadata object",
+    "static-delta": "Static delta related commands",
     "summary": "Manage summary metadata",
+}
+# Commands that work but are not listed in `--help`
+HIDDEN_COMMANDS: dict[str, str] = {
+    "container": "Import and check out OCI/container images",
 }
 
 # Commands that need no repository
@@ -78,7 +86,8 @@ class Context:
 def _version() -> str:
     from .. import __version__
 
-    features = ["libarchive", "selinux", "ex-fsverity", "p2p"]
+    features = ["libcurl", "libsoup", "gpgme", "ex-fsverity", "libarchive", "selinux", "avahi",
+                "libmount", "systemd", "release", "p2p"]
     lines = ["libostree:", f" Version: '{OSTREE_COMPAT_VERSION}'", f" pyostree: '{__version__}'", " Features:"]
     lines += [f"  - {f}" for f in features]
     return "\n".join(lines)
@@ -87,17 +96,51 @@ def _version() -> str:
 def _usage(out: object = None) -> str:
     lines = ["Usage:", "  ostree [OPTION…] COMMAND", "", "Builtin Commands:"]
     for name, summary in COMMANDS.items():
-        lines.append(f"  {name:<22} {summary}")
-    lines += ["", "Application Options:",
-              "  -h, --help              Show help options",
-              "  --version               Print version information and exit",
-              "  --verbosity             Print debug information during command processing"]
+        lines.append(f"  {name:<17} {summary}")
+    lines += ["", "Help Options:",
+              "  -h, --help        Show help options",
+              "", "Application Options:",
+              "  -v, --verbose     Print debug information during command processing",
+              "  --version         Print version information and exit", ""]
     return "\n".join(lines)
+
+
+def _find_extension(argv: list[str]) -> str | None:
+    """``ostree-VERB`` for the first non-option argument if VERB is no builtin (as ostree)."""
+    import shutil
+
+    for a in argv:
+        if not a or a.startswith("-"):
+            continue
+        if a in COMMANDS or a in HIDDEN_COMMANDS:
+            return None
+        ext = f"ostree-{a}"
+        lib = f"/usr/lib/ostree/{ext}"
+        if os.path.exists(lib):
+            return lib
+        return ext if shutil.which(ext) else None
+    return None
+
+
+def _generic_help(command: str) -> str:
+    summary = COMMANDS.get(command) or HIDDEN_COMMANDS.get(command, "")
+    return (f"Usage:\n  ostree {command} [OPTION…]\n\n{summary}\n\n"
+            "Help Options:\n  -h, --help        Show help options\n\n"
+            "Application Options:\n"
+            "  -v, --verbose     Print debug information during command processing\n"
+            "  --version         Print version information and exit\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    ext = _find_extension(argv)
+    if ext is not None:
+        try:
+            os.execvp(ext, [ext, *argv])
+        except OSError as e:
+            sys.stderr.write(f"error: Executing {ext}: {e.strerror}\n")
+            return 1
     ctx = Context()
     rest: list[str] = []
     command: str | None = None
@@ -111,11 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         if command is None and a in ("-h", "--help"):
             print(_usage())
             return 0
-        if command is None and a in ("-v", "--verbose"):
+        if a in ("-v", "--verbose"):
             ctx.verbose = True
-        elif command is None and a.startswith("--repo="):
+        elif a == "--":
+            rest.extend(argv[i:])
+            break
+        elif a.startswith("--repo="):
             ctx.repo_path = a[len("--repo="):]
-        elif command is None and a == "--repo" and i + 1 < len(argv):
+        elif a == "--repo" and i + 1 < len(argv):
             ctx.repo_path = argv[i + 1]
             i += 1
         elif command is None and not a.startswith("-"):
@@ -124,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             rest.append(a)
         i += 1
     if command is None:
-        sys.stderr.write(_usage() + "\n\nerror: No command specified\n")
+        sys.stderr.write(_usage() + "\nerror: No command specified\n")
         return 1
-    if command not in COMMANDS:
-        sys.stderr.write(_usage() + f"\n\nerror: Unknown command '{command}'\n")
+    if command not in COMMANDS and command not in HIDDEN_COMMANDS:
+        sys.stderr.write(_usage() + f"\nerror: Unknown command '{command}'\n")
         return 1
     ctx.command = command
     modname = "pyostree.cli.builtin_" + command.replace("-", "_")
@@ -135,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         mod = importlib.import_module(modname)
     except ModuleNotFoundError as e:
         if e.name == modname:
+            if any(a in ("-h", "--help") for a in rest):
+                sys.stdout.write(_generic_help(command))
+                return 0
             sys.stderr.write(f"error: Command '{command}' is not implemented yet\n")
             return 1
         raise

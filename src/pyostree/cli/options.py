@@ -121,19 +121,39 @@ def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "")
     return opts, args
 
 
-def _print_help(usage: str, summary: str, specs: list[Opt]) -> None:
+def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
+    """The ``--help`` text, laid out like GOption's."""
     out = [f"Usage:\n  ostree {usage}", ""]
     if summary:
         out += [summary, ""]
-    out.append("Help Options:\n  -h, --help              Show help options\n")
-    out.append("Application Options:")
+    rows: list[tuple[str, str]] = []
     for o in specs:
         flag = (f"-{o.short}, " if o.short else "") + f"--{o.long}"
         if o.kind != FLAG:
             flag += "=" + (o.metavar or o.long.upper())
-        out.append(f"  {flag:<30} {o.help}")
-    sys.stdout.write("\n".join(out) + "\n")
+        rows.append((flag, o.help))
+    rows.append(("-v, --verbose", "Print debug information during command processing"))
+    rows.append(("--version", "Print version information and exit"))
+    width = max([len("-h, --help")] + [len(f) for f, _ in rows]) + 4
+    out.append("Help Options:")
+    out.append(f"  {'-h, --help':<{width}}Show help options")
+    out.append("")
+    out.append("Application Options:")
+    for flag, h in rows:
+        out.append(f"  {flag:<{width}}{h}")
+    return "\n".join(out) + "\n\n"
+
+
+def _print_help(usage: str, summary: str, specs: list[Opt]) -> None:
+    sys.stdout.write(help_text(usage, summary, specs))
 
 
 def usage_error(message: str) -> OstreeError:
+    return OstreeError(message)
+
+
+def usage_fail(message: str, usage: str, summary: str, specs: list[Opt]) -> OstreeError:
+    """As ostree's usage errors: the help goes to stderr, then ``error: MESSAGE``."""
+    sys.stdout.flush()
+    sys.stderr.write(help_text(usage, summary, specs))
     return OstreeError(message)

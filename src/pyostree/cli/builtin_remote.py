@@ -1,0 +1,230 @@
+"""``ostree remote``: add, delete, list and inspect remotes (subcommands)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from .. import remotes
+from ..errors import OstreeError
+from ..repo import Repo
+from .main import Context
+from .options import FLAG, STRING, STRINGS, Opt, Options, parse, usage_fail
+
+SUBCOMMANDS: dict[str, str] = {
+    "add": "Add a remote repository",
+    "delete": "Delete a remote repository",
+    "show-url": "Show remote repository URL",
+    "list": "List remote repository names",
+    "gpg-import": "Import GPG keys",
+    "gpg-list-keys": "Show remote GPG keys",
+    "add-cookie": "Add a cookie to remote",
+    "delete-cookie": "Remove one cookie from remote",
+    "list-cookies": "Show remote repository cookies",
+    "refs": "List remote refs",
+    "summary": "Show remote summary",
+}
+
+_SYSROOT = Opt("sysroot", None, STRING, "Use sysroot at PATH (overrides --repo)", "PATH")
+
+
+def _usage() -> str:
+    lines = ["Usage:", "  ostree remote [OPTION…] COMMAND", "", "Remote commands that may involve internet access",
+             "", 'Builtin "remote" Commands:']
+    for name, summary in SUBCOMMANDS.items():
+        lines.append(f"  {name:<17} {summary}")
+    lines += ["", "Help Options:", "  -h, --help        Show help options", "",
+              "Application Options:",
+              "  -v, --verbose     Print debug information during command processing",
+              "  --version         Print version information and exit", "", ""]
+    return "\n".join(lines)
+
+
+def _open(ctx: Context, o: Options) -> Repo:
+    if getattr(o, "sysroot", None):
+        from ..repo import Repo as _Repo
+
+        return _Repo.open(f"{o.sysroot.rstrip('/')}/ostree/repo")
+    return ctx.open_repo()  # type: ignore[no-any-return]
+
+
+def _add(ctx: Context, argv: list[str]) -> int:
+    specs = [
+        Opt("set", None, STRINGS, "Set config option KEY=VALUE for remote", "KEY=VALUE"),
+        Opt("no-gpg-verify", None, FLAG, "Disable GPG verification"),
+        Opt("no-sign-verify", None, FLAG, "Disable signature verification"),
+        Opt("sign-verify", None, STRINGS, "Verify signatures using KEYTYPE=inline:PUBKEY or KEYTYPE=file:/path/to/key",
+            "KEYTYPE=[inline|file]:PUBKEY"),
+        Opt("if-not-exists", None, FLAG, "Do nothing if the provided remote exists"),
+        Opt("force", None, FLAG, "Replace the provided remote if it exists"),
+        Opt("gpg-import", None, STRING, "Import GPG key from FILE", "FILE"),
+        Opt("custom-backend", None, STRING, "This remote has content not fetched via libostree", "NAME"),
+        Opt("contenturl", None, STRING, "Use URL when fetching content", "URL"),
+        Opt("collection-id", None, STRING, "Globally unique ID for this repository as an collection of refs for "
+            "redistribution to other repositories", "COLLECTION-ID"),
+        _SYSROOT,
+    ]
+    usage = "remote add [OPTION…] NAME [metalink=|mirrorlist=]URL [BRANCH...]"
+    summary = "Add a remote repository"
+    o, args = parse(argv, specs, usage, summary)
+    repo = _open(ctx, o)
+    if o.custom_backend:
+        if len(args) < 1:
+            raise usage_fail("NAME must be specified", usage, summary, specs)
+        url = args[1] if len(args) >= 2 else None
+    else:
+        if len(args) < 2:
+            raise usage_fail("NAME and URL must be specified", usage, summary, specs)
+        url = args[1]
+    name = args[0]
+    if o.if_not_exists and o.force:
+        raise usage_fail("Can only specify one of --if-not-exists and --force", usage, summary, specs)
+    options: dict[str, remotes.RemoteValue] = {}
+    if len(args) > 2:
+        options["branches"] = args[2:]
+    if o.contenturl is not None:
+        options["contenturl"] = o.contenturl
+    if o.custom_backend is not None:
+        options["custom-backend"] = o.custom_backend
+    for kv in o.set:
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise OstreeError(f"Missing '=' in KEY=VALUE pair '{kv}'")
+        options[k] = v
+    if o.no_gpg_verify or o.no_sign_verify:
+        options["gpg-verify"] = False
+    if o.no_sign_verify:
+        if o.sign_verify:
+            raise OstreeError("Cannot specify both --sign-verify and --no-sign-verify")
+        options["sign-verify"] = False
+    signs: list[str] = []
+    for spec in o.sign_verify:
+        keytype, eq, rest = spec.partition("=")
+        if not eq:
+            raise OstreeError(f"Failed to parse KEYTYPE=[inline|file]:DATA in {spec}")
+        if keytype not in ("ed25519", "dummy"):
+            raise OstreeError(f"Requested signature type is not implemented: {keytype}")
+        keyref, _, data = rest.partition(":")
+        if keyref == "inline":
+            options[f"verification-{keytype}-key"] = data
+        elif keyref == "file":
+            options[f"verification-{keytype}-file"] = data
+        else:
+            raise OstreeError(f"Invalid key reference {keyref}, expected inline|file")
+        signs.append(keytype)
+    if signs:
+        options["sign-verify"] = ",".join(signs)
+    if o.collection_id is not None:
+        options["collection-id"] = o.collection_id
+    remotes.add_remote(repo, name, url, options, if_not_exists=bool(o.if_not_exists), replace=bool(o.force))
+    if o.gpg_import is not None:
+        raise OstreeError("GPG key import is not supported by pyostree")
+    return 0
+
+
+def _delete(ctx: Context, argv: list[str]) -> int:
+    specs = [Opt("if-exists", None, FLAG, "Do nothing if the provided remote does not exist"), _SYSROOT]
+    usage, summary = "remote delete [OPTION…] NAME", "Delete a remote repository"
+    o, args = parse(argv, specs, usage, summary)
+    repo = _open(ctx, o)
+    if not args:
+        raise usage_fail("NAME must be specified", usage, summary, specs)
+    remotes.delete_remote(repo, args[0], if_exists=bool(o.if_exists))
+    return 0
+
+
+def _show_url(ctx: Context, argv: list[str]) -> int:
+    usage, summary = "remote show-url [OPTION…] NAME", "Show remote repository URL"
+    o, args = parse(argv, [], usage, summary)
+    repo = ctx.open_repo()
+    if not args:
+        raise usage_fail("NAME must be specified", usage, summary, [])
+    print(remotes.get_remote_url(repo, args[0]))
+    return 0
+
+
+def _list(ctx: Context, argv: list[str]) -> int:
+    specs = [Opt("show-urls", "u", FLAG, "Show remote URLs in list")]
+    o, args = parse(argv, specs, "remote list [OPTION…]", "List remote repository names")
+    repo = ctx.open_repo()
+    names = list(remotes.list_remotes(repo))
+    if o.show_urls:
+        width = max((len(n) for n in names), default=0)
+        for n in names:
+            print(f"{n:<{width}}  {remotes.get_remote_url(repo, n)}")
+    else:
+        for n in names:
+            print(n)
+    return 0
+
+
+def _gpg_import(ctx: Context, argv: list[str]) -> int:
+    specs = [Opt("keyring", "k", STRING, "Import keys from a keyring file (repeatable)", "FILE"),
+             Opt("stdin", None, FLAG, "Import keys from standard input")]
+    usage, summary = "remote gpg-import [OPTION…] NAME [KEY-ID...]", "Import GPG keys"
+    o, args = parse(argv, specs, usage, summary)
+    repo = ctx.open_repo()
+    if not args:
+        raise usage_fail("NAME must be specified", usage, summary, specs)
+    if o.keyring and o.stdin:
+        raise usage_fail("--keyring and --stdin are mutually exclusive", usage, summary, specs)
+    remotes.get_remote(repo, args[0])
+    raise OstreeError("GPG key import is not supported by pyostree")
+
+
+def _unsupported(name: str, usage: str, specs: list[Opt]) -> Callable[[Context, list[str]], int]:
+    def run(ctx: Context, argv: list[str]) -> int:
+        parse(argv, specs, usage, SUBCOMMANDS[name])
+        mod = None
+        try:
+            import importlib
+
+            mod = importlib.import_module(f"pyostree.cli.remote_{name.replace('-', '_')}")
+        except ModuleNotFoundError:
+            pass
+        if mod is not None:
+            rc: int = mod.run(ctx, argv)
+            return rc
+        raise OstreeError(f"remote {name} is not implemented yet")
+    return run
+
+
+_HANDLERS: dict[str, Callable[[Context, list[str]], int]] = {
+    "add": _add,
+    "delete": _delete,
+    "show-url": _show_url,
+    "list": _list,
+    "gpg-import": _gpg_import,
+    "gpg-list-keys": _unsupported("gpg-list-keys", "remote gpg-list-keys [OPTION…] NAME", []),
+    "add-cookie": _unsupported("add-cookie", "remote add-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME VALUE", []),
+    "delete-cookie": _unsupported("delete-cookie", "remote delete-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME", []),
+    "list-cookies": _unsupported("list-cookies", "remote list-cookies [OPTION…] NAME", []),
+    "refs": _unsupported("refs", "remote refs [OPTION…] NAME",
+                         [Opt("revision", None, FLAG, "Show revisions in listing"),
+                          Opt("cache-dir", None, STRING, "Use custom cache dir", "DIR")]),
+    "summary": _unsupported("summary", "remote summary [OPTION…] NAME",
+                            [Opt("cache-dir", None, STRING, "Use custom cache dir", "DIR"),
+                             Opt("raw", None, FLAG, "Show raw variant data")]),
+}
+
+
+def run(ctx: Context, argv: list[str]) -> int:
+    sub: str | None = None
+    rest: list[str] = []
+    for i, a in enumerate(argv):
+        if a == "--":
+            rest.extend(argv[i:])
+            break
+        if sub is None and not a.startswith("-"):
+            sub = a
+            continue
+        rest.append(a)
+    if sub is None or sub not in _HANDLERS:
+        if sub is None and any(a in ("-h", "--help") for a in rest):
+            sys.stdout.write(_usage())
+            return 0
+        sys.stderr.write(_usage())
+        if sub is None:
+            raise OstreeError('No "remote" subcommand specified')
+        raise OstreeError(f"Unknown \"remote\" subcommand '{sub}'")
+    return _HANDLERS[sub](ctx, rest)

@@ -1,0 +1,172 @@
+"""Listing refs as ``ostree refs`` does: prefixes, remotes, aliases and collections.
+
+This follows libostree's ``ostree_repo_list_refs_ext`` and
+``ostree_repo_list_collection_refs``: names that are not valid ref fragments
+(``.rsync_info`` files and the like) are skipped, a prefix may be a directory
+(list what is below it) or a single ref, ``REMOTE:`` and ``REMOTE:.`` list one
+remote's refs, and symlinks in ``refs/heads`` are aliases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from typing import TYPE_CHECKING
+
+from .errors import OstreeError, os_error
+from .refs import parse_refspec, validate_collection_id, validate_remote_name
+
+if TYPE_CHECKING:
+    from .repo import Repo
+
+_FRAGMENT_RE = re.compile(r"^[\w\d][-._\w\d]*$")
+
+
+def _read_checksum(repo: Repo, rel: str) -> str:
+    try:
+        with open(f"/proc/self/fd/{repo.dfd}/{rel}", "rb") as f:
+            raw = f.read(4096)
+    except OSError as e:
+        raise os_error(e, f"Listing refs: {rel}") from None
+    try:
+        return raw.decode("utf-8").rstrip()
+    except UnicodeDecodeError:
+        raise OstreeError(f"Listing refs: {rel}: invalid UTF-8") from None
+
+
+def _enumerate(repo: Repo, base: str, sub: str, name_prefix: str, aliases_only: bool,
+               out: dict[str, str], key_prefix: str = "") -> None:
+    """Recurse below ``base/sub``; ref names are ``name_prefix`` + path below ``base/sub``."""
+    d = f"{base}/{sub}" if sub else base
+    try:
+        entries = sorted(os.scandir(f"/proc/self/fd/{repo.dfd}/{d}"), key=lambda e: e.name)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise os_error(e, f"Listing refs: opendir({d})") from None
+    for ent in entries:
+        if not _FRAGMENT_RE.match(ent.name):
+            continue
+        name = name_prefix + ent.name
+        st = ent.stat(follow_symlinks=False)
+        rel = f"{d}/{ent.name}"
+        if stat.S_ISDIR(st.st_mode):
+            _enumerate(repo, base, f"{sub}/{ent.name}" if sub else ent.name, name + "/",
+                       aliases_only, out, key_prefix)
+        elif aliases_only and stat.S_ISLNK(st.st_mode):
+            target = os.readlink(f"/proc/self/fd/{repo.dfd}/{rel}")
+            while target.startswith("../"):
+                target = target[3:]
+            out[key_prefix + name] = target
+        elif (not aliases_only and stat.S_ISREG(st.st_mode)) or stat.S_ISLNK(st.st_mode):
+            out[key_prefix + name] = _read_checksum(repo, rel)
+
+
+def list_refs_ext(repo: Repo, prefix: str | None = None, *, cut_prefix: bool = True,
+                  aliases_only: bool = False, exclude_remotes: bool = False) -> dict[str, str]:
+    """Refs as ``{name: checksum}`` (``{alias: target}`` with *aliases_only*).
+
+    Remote refs are named ``remote:ref``.  With a *prefix* naming a directory,
+    *cut_prefix* strips it from the names (``ostree refs PREFIX``), otherwise
+    names are complete (``ostree refs --list PREFIX``).
+    """
+    out: dict[str, str] = {}
+    if prefix is None:
+        _enumerate(repo, "refs/heads", "", "", aliases_only, out)
+        if not exclude_remotes:
+            root = f"/proc/self/fd/{repo.dfd}/refs/remotes"
+            try:
+                remotes = sorted(os.listdir(root))
+            except OSError as e:
+                raise os_error(e, "Listing refs: opendir(refs/remotes)") from None
+            for r in remotes:
+                if os.path.isdir(f"{root}/{r}") and not os.path.islink(f"{root}/{r}"):
+                    _enumerate(repo, f"refs/remotes/{r}", "", "", aliases_only, out, r + ":")
+        return out
+    remote: str | None = None
+    ref_prefix: str | None = None
+    if prefix.endswith(":") or prefix.endswith(":."):
+        r = prefix[:prefix.rindex(":")]
+        try:
+            validate_remote_name(r)
+            remote, ref_prefix = r, "."
+        except OstreeError:
+            pass
+    if ref_prefix is None:
+        remote, ref_prefix = parse_refspec(prefix)
+    if remote is not None and not exclude_remotes:
+        base = f"refs/remotes/{remote}"
+        key_prefix = remote + ":"
+    else:
+        base = "refs/heads"
+        key_prefix = ""
+    path = os.path.normpath(f"{base}/{ref_prefix}")
+    try:
+        st = os.stat(f"/proc/self/fd/{repo.dfd}/{path}")
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    except OSError as e:
+        raise os_error(e, f"Listing refs: stat({path})") from None
+    if stat.S_ISDIR(st.st_mode):
+        if cut_prefix:
+            _enumerate(repo, path, "", "", aliases_only, out, key_prefix)
+        else:
+            name_prefix = "" if ref_prefix == "." else ref_prefix.rstrip("/") + "/"
+            _enumerate(repo, path, "", name_prefix, aliases_only, out, key_prefix)
+    else:
+        out[key_prefix + ref_prefix] = _read_checksum(repo, path)
+    return out
+
+
+def list_collection_refs(repo: Repo, match_collection_id: str | None = None) -> dict[tuple[str, str], str]:
+    """Refs with their collection IDs: local (repo's collection), mirrors, remotes with one."""
+    from .remotes import get_remote_option
+
+    if match_collection_id is not None:
+        validate_collection_id(match_collection_id)
+    out: dict[tuple[str, str], str] = {}
+
+    def add(cid: str, base: str) -> None:
+        tmp: dict[str, str] = {}
+        _enumerate(repo, base, "", "", False, tmp)
+        for name, csum in tmp.items():
+            out[(cid, name)] = csum
+
+    main = repo.collection_id
+    if main is not None and match_collection_id in (None, main):
+        add(main, "refs/heads")
+    root = f"/proc/self/fd/{repo.dfd}"
+    for refs_dir in ("refs/mirrors", "refs/remotes"):
+        try:
+            names = sorted(os.listdir(f"{root}/{refs_dir}"))
+        except FileNotFoundError:
+            continue
+        for n in names:
+            if not os.path.isdir(f"{root}/{refs_dir}/{n}"):
+                continue
+            if refs_dir == "refs/mirrors":
+                cid = n
+            else:
+                rc = get_remote_option(repo, n, "collection-id")
+                if not rc:
+                    continue
+                try:
+                    validate_collection_id(rc)
+                except OstreeError:
+                    continue
+                cid = rc
+            if match_collection_id is not None and match_collection_id != cid:
+                continue
+            add(cid, f"{refs_dir}/{n}")
+    return out
+
+
+def write_collection_ref(repo: Repo, collection_id: str, ref: str, checksum: str | None) -> None:
+    """Set or delete a ref with a collection ID: the repo's own goes to refs/heads."""
+    from .refs import write_ref
+
+    if collection_id == repo.collection_id:
+        write_ref(repo, None, ref, checksum)
+    else:
+        write_ref(repo, None, ref, checksum, collection_id=collection_id)

@@ -1,0 +1,170 @@
+"""Remote configuration, stored as ostree does in the repo config: ``[remote "NAME"]``.
+
+Remotes may also come from ``*.conf`` files in a remotes directory (the
+repository's ``core.remotes-config-dir``, or ``/etc/ostree/remotes.d`` for the
+system repository); those are read, and deleted when the remote is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import NotFoundError, OstreeError, os_error
+from .keyfile import KeyFile
+from .refs import validate_remote_name
+
+if TYPE_CHECKING:
+    from .repo import Repo
+
+RemoteValue = str | bool | list[str]
+
+
+def group_name(name: str) -> str:
+    return f'remote "{name}"'
+
+
+def _name_of_group(group: str) -> str | None:
+    if group.startswith('remote "') and group.endswith('"') and len(group) > len('remote ""'):
+        return group[len('remote "'):-1]
+    return None
+
+
+@dataclass
+class Remote:
+    name: str
+    options: dict[str, str]
+    file: str | None = None
+    """The ``remotes.d`` file the remote comes from, or None for the repo config."""
+
+    @property
+    def keyring(self) -> str:
+        return f"{self.name}.trustedkeys.gpg"
+
+
+def _remotes_dirs(repo: Repo) -> list[str]:
+    d = repo.config.get("core", "remotes-config-dir")
+    if d:
+        return [d]
+    if os.path.realpath(repo.path) == "/ostree/repo" or os.path.realpath(repo.path) == "/sysroot/ostree/repo":
+        return ["/etc/ostree/remotes.d"]
+    return []
+
+
+def list_remotes(repo: Repo) -> dict[str, Remote]:
+    """Every configured remote by name (sorted), with its options."""
+    found: dict[str, Remote] = {}
+    for g in repo.config.groups():
+        n = _name_of_group(g)
+        if n is not None:
+            found[n] = Remote(n, dict(repo.config.items(g)))
+    for d in _remotes_dirs(repo):
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for fn in names:
+            if not fn.endswith(".conf"):
+                continue
+            path = os.path.join(d, fn)
+            kf = KeyFile.load(path)
+            for g in kf.groups():
+                n = _name_of_group(g)
+                if n is not None and n not in found:
+                    found[n] = Remote(n, dict(kf.items(g)), path)
+    if repo.parent is not None:
+        for n, r in list_remotes(repo.parent).items():
+            found.setdefault(n, r)
+    return dict(sorted(found.items()))
+
+
+def get_remote(repo: Repo, name: str) -> Remote:
+    r = list_remotes(repo).get(name)
+    if r is None:
+        raise NotFoundError(f'Remote "{name}" not found')
+    return r
+
+
+def get_remote_option(repo: Repo, name: str, key: str, default: str | None = None) -> str | None:
+    r = list_remotes(repo).get(name)
+    if r is None:
+        return default
+    return r.options.get(key, default)
+
+
+def get_remote_url(repo: Repo, name: str) -> str:
+    r = get_remote(repo, name)
+    url = r.options.get("url")
+    if url is None:
+        metalink = r.options.get("metalink")
+        if metalink is not None:
+            return "metalink=" + metalink
+        raise OstreeError(f"No \"url\" option in remote \"{name}\"")
+    return url
+
+
+def _apply(kf: KeyFile, group: str, url: str | None, options: dict[str, RemoteValue]) -> None:
+    if url is not None:
+        if url.startswith("metalink="):
+            kf.set(group, "metalink", url[len("metalink="):])
+        else:
+            kf.set(group, "url", url)
+    for k, v in options.items():
+        if isinstance(v, bool):
+            kf.set_bool(group, k, v)
+        elif isinstance(v, list):
+            kf.set_list(group, k, v)
+        else:
+            kf.set(group, k, v)
+
+
+def add_remote(repo: Repo, name: str, url: str | None, options: dict[str, RemoteValue] | None = None,
+               *, if_not_exists: bool = False, replace: bool = False) -> None:
+    """``ostree remote add``: write ``[remote "NAME"]`` into the repo config."""
+    validate_remote_name(name)
+    existing = list_remotes(repo).get(name)
+    group = group_name(name)
+    if existing is not None and if_not_exists:
+        return
+    if existing is not None and not replace:
+        where = existing.file or "(in config)"
+        raise OstreeError(f'Remote configuration for "{name}" already exists: {where}')
+    if existing is not None and existing.file is not None:
+        kf = KeyFile.load(existing.file)
+        kf.remove_group(group)
+        _apply(kf, group, url, options or {})
+        _write_text(existing.file, kf.to_data())
+        return
+    repo.config.remove_group(group)
+    _apply(repo.config, group, url, options or {})
+    repo.write_config()
+
+
+def delete_remote(repo: Repo, name: str, *, if_exists: bool = False) -> None:
+    validate_remote_name(name)
+    existing = list_remotes(repo).get(name)
+    if existing is None:
+        if if_exists:
+            return
+        raise NotFoundError(f'Remote "{name}" not found')
+    if existing.file is not None:
+        try:
+            os.unlink(existing.file)
+        except OSError as e:
+            raise os_error(e, f"unlinkat({existing.file})") from None
+    elif repo.config.remove_group(group_name(name)):
+        repo.write_config()
+    try:
+        os.unlink(existing.keyring, dir_fd=repo.dfd)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise os_error(e, f"unlinkat({existing.keyring})") from None
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.rename(tmp, path)
