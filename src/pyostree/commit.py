@@ -29,6 +29,21 @@ class FilterResult:
 
 
 @dataclass
+class QuotedEntry:
+    """A regular file standing in for something ostree cannot store (see ``quoting.py``)."""
+
+    name: str
+    info: FileInfo
+    content: bytes = b""
+
+
+SpecialCallback = Callable[[str, os.stat_result, obj.Xattrs], "QuotedEntry | None"]
+"""(commit path, lstat, xattrs) of a device node/FIFO/socket -> its stand-in, or None to refuse."""
+DirExtrasCallback = Callable[[str, int], "list[QuotedEntry]"]
+"""(commit path, directory fd) -> extra files to add to that directory (e.g. the opaque marker)."""
+
+
+@dataclass
 class CommitModifier:
     """Per-entry rewriting applied while committing (``OstreeRepoCommitModifier``)."""
 
@@ -47,6 +62,10 @@ class CommitModifier:
     xattr_callback: Callable[[str, FileInfo], obj.Xattrs | None] | None = None
     filter_callback: Callable[[str, FileInfo], int] | None = None
     """Extra hook run after the built-in rules: may edit *info* and return SKIP."""
+    special_callback: SpecialCallback | None = None
+    """Maps entries that are neither regular files, symlinks nor directories to regular files."""
+    dir_extras_callback: DirExtrasCallback | None = None
+    """Adds files to each committed directory (run before its entries)."""
     matched_statoverrides: set[str] = field(default_factory=set)
     matched_skips: set[str] = field(default_factory=set)
 
@@ -302,6 +321,10 @@ class DirectoryCommitter:
         with os.scandir(dfd) as it:
             entries = list(it)
         prefix = dirpath if dirpath.endswith("/") else dirpath + "/"
+        if self.modifier.dir_extras_callback is not None:
+            names = {e.name for e in entries}
+            for extra in self.modifier.dir_extras_callback(dirpath, dfd):
+                self._add_quoted(mtree, prefix, extra, names, dirpath)
         for e in entries:
             name = e.name
             try:
@@ -330,7 +353,23 @@ class DirectoryCommitter:
                 if csum is not None:
                     mtree.replace_file(name, csum)
             else:
-                raise OstreeError(f"Not a regular file or symlink: {name}")
+                cb = self.modifier.special_callback
+                quoted = None
+                if cb is not None:
+                    xattrs = list_xattrs(name, dir_fd=dfd) if self.read_xattrs else []
+                    quoted = cb(path, st, xattrs)
+                if quoted is None:
+                    raise OstreeError(f"Not a regular file or symlink: {name}")
+                self._add_quoted(mtree, prefix, quoted, {x.name for x in entries}, path)
+
+    def _add_quoted(self, mtree: MutableTree, prefix: str, q: QuotedEntry, names: set[str],
+                    source: str) -> None:
+        if q.name in names:
+            raise OstreeError(f"Quoted name {prefix}{q.name} for {source} conflicts with an existing file")
+        q.info.size = len(q.content)
+        if self._modify(prefix + q.name, q.info) == FilterResult.SKIP:
+            return
+        mtree.replace_file(q.name, self.repo.write_content(q.info, q.content))
 
     def _commit_file(self, dfd: int, name: str, path: str, st: os.stat_result) -> str | None:
         repo = self.repo

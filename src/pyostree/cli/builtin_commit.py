@@ -180,7 +180,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         consume=o.consume, generate_sizes=o.generate_sizes,
     )
     if o.retarget_whiteouts or o.quote_special_files:
-        from ..whiteouts import install_commit_quoting
+        from ..quoting import install_commit_quoting
 
         install_commit_quoting(modifier, whiteouts=o.retarget_whiteouts, special=o.quote_special_files)
 
