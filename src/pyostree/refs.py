@@ -257,6 +257,9 @@ def write_ref(repo: Repo, remote: str | None, ref: str, checksum: str | None, *,
 
 def set_ref(repo: Repo, remote: str | None, ref: str, checksum: str | None) -> None:
     """Set a ref now, or at commit of the open transaction."""
+    if remote is None and ":" in ref:
+        # a refspec, as ostree_repo_transaction_set_ref accepts
+        remote, ref = parse_refspec(ref)
     if repo.in_transaction:
         repo.txn_refs[(remote, ref)] = checksum
     else:
