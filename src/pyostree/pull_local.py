@@ -1,0 +1,239 @@
+"""Copying commits between repositories on the local filesystem (``ostree pull-local``).
+
+Objects are hardlinked when both repositories store them the same way
+(metadata always; content when the modes match) and otherwise re-written
+through :meth:`Repo.write_content`, which converts between storage formats
+(archive <-> bare, bare-user, ...).  With ``untrusted`` every object is
+re-hashed before it is linked or copied.
+
+As in libostree a commit being pulled is marked ``state/CSUM.commitpartial``
+until all of its objects are present; a commit already stored but marked
+partial is scanned again so that missing objects get filled in.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+from . import objects as obj
+from . import refs as _refs
+from .errors import NotFoundError, OstreeError
+from .objects import ObjectType
+from .repo import Repo, RepoMode
+
+
+@dataclass
+class PullStats:
+    metadata_imported: int = 0
+    content_imported: int = 0
+    content_bytes_written: int = 0
+    commits: dict[str, str] = field(default_factory=dict)
+    """ref (or checksum) requested -> commit checksum."""
+
+
+def format_size(n: int) -> str:
+    """GLib's ``g_format_size``: SI units, one decimal."""
+    if n < 1000:
+        return "1 byte" if n == 1 else f"{n} bytes"
+    units = ["kB", "MB", "GB", "TB", "PB", "EB"]
+    value = float(n)
+    for u in units:
+        value /= 1000.0
+        if value < 1000.0 or u == units[-1]:
+            return f"{value:.1f} {u}"
+    raise AssertionError("unreachable")
+
+
+def _copy_detached_metadata(dest: Repo, src: Repo, checksum: str) -> None:
+    md = src.load_detached_metadata(checksum)
+    if md is not None:
+        dest.write_detached_metadata(checksum, md)
+
+
+def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, trusted: bool = True,
+                  verify_bareuseronly: bool = False) -> bool:
+    """Copy one object from *src* into *dest*'s open transaction. True if it was written.
+
+    Raises :class:`NotFoundError` when *src* lacks the object, and
+    :class:`OstreeError` naming the object when it is corrupt (untrusted) or
+    when ``verify_bareuseronly`` rejects its mode.
+    """
+    if objtype is ObjectType.COMMIT:
+        if not src.has_object(ObjectType.COMMIT, checksum):
+            raise NotFoundError(f"No such metadata object {checksum}.commit")
+        _copy_detached_metadata(dest, src, checksum)
+    if dest.has_object_local(objtype, checksum):
+        return False
+    sdfd = dest._require_txn()
+    if objtype.is_meta:
+        if trusted and dest._try_link(src, objtype, checksum, sdfd):
+            return True
+        data = src.load_metadata(objtype, checksum)
+        if not trusted:
+            from .fsck import verify_metadata_bytes
+
+            verify_metadata_bytes(objtype, checksum, data)
+        dest.write_metadata(objtype, data, expected=checksum)
+        return True
+    co = src.load_file(checksum)
+    info = co.info
+    if verify_bareuseronly:
+        obj.validate_bareuseronly_mode(info.mode, checksum)
+    if src.mode is dest.mode and dest._try_link(src, objtype, checksum, sdfd, verify=not trusted):
+        return True
+    if info.is_regular and src.mode is not RepoMode.ARCHIVE:
+        fd = os.open(co.relpath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=co.repo.dfd)
+        try:
+            if os.fstat(fd).st_size != info.size:
+                raise OstreeError(f"Corrupted file object {checksum}: size changed")
+            dest.write_content(info, src_fd=fd, expected=checksum)
+        finally:
+            os.close(fd)
+        return True
+    data = co.read() if info.is_regular else b""
+    if info.is_regular and len(data) != info.size:
+        raise OstreeError(f"Corrupted file object {checksum}: content is {len(data)} bytes, header says {info.size}")
+    dest.write_content(info, data, expected=checksum)
+    return True
+
+
+class _LocalPuller:
+    def __init__(self, dest: Repo, src: Repo, *, trusted: bool, commit_only: bool, depth: int,
+                 bareuseronly_files: bool) -> None:
+        self.dest = dest
+        self.src = src
+        self.trusted = trusted
+        self.commit_only = commit_only
+        self.maxdepth = depth
+        self.bareuseronly = bareuseronly_files
+        self.stats = PullStats()
+        self.scanned: set[tuple[str, ObjectType]] = set()
+        self.requested_content: set[str] = set()
+        self.scanned_commits: list[str] = []
+        self.commit_depth: dict[str, int] = {}
+
+    def _import(self, objtype: ObjectType, checksum: str) -> None:
+        wrote = import_object(self.dest, self.src, objtype, checksum, trusted=self.trusted,
+                              verify_bareuseronly=self.bareuseronly)
+        if objtype.is_meta:
+            self.stats.metadata_imported += 1
+        elif wrote:
+            self.stats.content_imported += 1
+
+    def scan_commit(self, checksum: str, is_parent: bool) -> None:
+        key = (checksum, ObjectType.COMMIT)
+        if key in self.scanned:
+            return
+        self.scanned.add(key)
+        dest = self.dest
+        if not dest.has_object(ObjectType.COMMIT, checksum):
+            from .fsck import commit_state
+
+            if not commit_state(dest, checksum)[0]:
+                dest.mark_commit_partial(checksum, True)
+            try:
+                self._import(ObjectType.COMMIT, checksum)
+            except NotFoundError:
+                if is_parent and self.maxdepth != 0:
+                    dest.mark_commit_partial(checksum, False)
+                    return
+                raise
+        elif self.src.has_object(ObjectType.COMMIT, checksum):
+            _copy_detached_metadata(dest, self.src, checksum)
+        commit = dest.load_commit(checksum)
+        depth = self.commit_depth.get(checksum, self.maxdepth)
+        if commit.parent and (self.maxdepth == -1 or depth > 0):
+            self.commit_depth[commit.parent] = depth - 1 if depth > 0 else -1
+            self.scan_commit(commit.parent, True)
+        from .fsck import commit_state
+
+        partial, _ = commit_state(dest, checksum)
+        if partial and not self.commit_only:
+            self.scan_dirmeta(commit.root_meta)
+            self.scan_dirtree(commit.root_contents)
+            self.scanned_commits.append(checksum)
+
+    def scan_dirmeta(self, checksum: str) -> None:
+        key = (checksum, ObjectType.DIR_META)
+        if key in self.scanned:
+            return
+        self.scanned.add(key)
+        if not self.dest.has_object(ObjectType.DIR_META, checksum):
+            self._import(ObjectType.DIR_META, checksum)
+
+    def scan_dirtree(self, checksum: str) -> None:
+        key = (checksum, ObjectType.DIR_TREE)
+        if key in self.scanned:
+            return
+        self.scanned.add(key)
+        dest = self.dest
+        if not dest.has_object(ObjectType.DIR_TREE, checksum):
+            self._import(ObjectType.DIR_TREE, checksum)
+        try:
+            tree = dest.load_dirtree(checksum)
+        except OstreeError as e:
+            raise OstreeError(f"Validating dirtree {checksum}: {e}") from None
+        for _name, fc in tree.files:
+            if fc in self.requested_content:
+                continue
+            self.requested_content.add(fc)
+            if dest.has_object(ObjectType.FILE, fc):
+                continue
+            self._import(ObjectType.FILE, fc)
+        for _name, tc, mc in tree.dirs:
+            self.scan_dirtree(tc)
+            self.scan_dirmeta(mc)
+
+
+def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remote: str | None = None,
+               untrusted: bool = False, commit_only: bool = False, depth: int = 0,
+               bareuseronly_files: bool = False, gpg_verify: bool = False) -> PullStats:
+    """Pull *refs* (all of the source's refs when None) from the repository at *src_path*.
+
+    Refs are written as local refs, or as ``remote:ref`` when *remote* is set;
+    a plain checksum is pulled without writing a ref.
+    """
+    if gpg_verify:
+        raise OstreeError("GPG verification is not supported by pyostree (built without gpgme)")
+    try:
+        src = Repo.open(src_path)
+    except OstreeError as e:
+        raise OstreeError(f"{e}") from None
+    try:
+        if refs is None or len(refs) == 0:
+            names = sorted(_refs.list_refs(src, remotes=False).keys())
+        else:
+            names = list(refs)
+        targets: list[tuple[str, str | None]] = []  # (commit, ref name to write)
+        for name in names:
+            if obj.is_valid_checksum(name):
+                targets.append((name, None))
+                continue
+            _r, ref = _refs.parse_refspec(name)
+            csum = _refs.resolve_rev(src, name, False)
+            assert csum is not None
+            targets.append((csum, ref))
+        puller = _LocalPuller(dest, src, trusted=not untrusted, commit_only=commit_only, depth=depth,
+                              bareuseronly_files=bareuseronly_files)
+        before = dest.stats["content_bytes_written"]
+        with dest.transaction():
+            for csum, _ref in targets:
+                puller.scan_commit(csum, False)
+            for csum, ref in targets:
+                if ref is not None:
+                    _refs.set_ref(dest, remote, ref, csum)
+                    puller.stats.commits[ref] = csum
+                else:
+                    puller.stats.commits[csum] = csum
+        for csum in puller.scanned_commits:
+            dest.mark_commit_partial(csum, False)
+        puller.stats.content_bytes_written = dest.stats["content_bytes_written"] - before
+        return puller.stats
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OstreeError("No space left on device", errno=e.errno) from None
+        raise
+    finally:
+        src.close()
