@@ -10,7 +10,7 @@ OPTIONS = [
     Opt("group", None, STRING, "Group name", "GROUP"),
 ]
 USAGE = "config [OPTION…] (get KEY|set KEY VALUE|unset KEY)"
-SUMMARY = ""
+SUMMARY = "Change repo configuration settings"
 
 
 def _split_key(k: str) -> tuple[str, str]:

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 _SYSROOT = Opt("sysroot", None, STRING, "Use sysroot at PATH (overrides --repo)", "PATH")
+_REPO = Opt("repo", None, STRING, "Path to OSTree repository (defaults to /sysroot/ostree/repo)", "PATH")
 
 
 def _usage() -> str:
@@ -62,7 +63,7 @@ def _add(ctx: Context, argv: list[str]) -> int:
         Opt("contenturl", None, STRING, "Use URL when fetching content", "URL"),
         Opt("collection-id", None, STRING, "Globally unique ID for this repository as an collection of refs for "
             "redistribution to other repositories", "COLLECTION-ID"),
-        _SYSROOT,
+        _REPO, _SYSROOT,
     ]
     usage = "remote add [OPTION…] NAME [metalink=|mirrorlist=]URL [BRANCH...]"
     summary = "Add a remote repository"
@@ -123,7 +124,7 @@ def _add(ctx: Context, argv: list[str]) -> int:
 
 
 def _delete(ctx: Context, argv: list[str]) -> int:
-    specs = [Opt("if-exists", None, FLAG, "Do nothing if the provided remote does not exist"), _SYSROOT]
+    specs = [Opt("if-exists", None, FLAG, "Do nothing if the provided remote does not exist"), _REPO, _SYSROOT]
     usage, summary = "remote delete [OPTION…] NAME", "Delete a remote repository"
     o, args = parse(argv, specs, usage, summary)
     repo = _open(ctx, o)

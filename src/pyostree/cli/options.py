@@ -127,6 +127,10 @@ def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
     if summary:
         out += [summary, ""]
     rows: list[tuple[str, str]] = []
+    if not usage.startswith(("checksum", "admin", "remote add", "remote delete")) \
+            and not any(o.long == "repo" for o in specs):
+        rows.append(("--repo=PATH", "Path to OSTree repository (defaults to current directory or "
+                                    "/sysroot/ostree/repo)"))
     for o in specs:
         flag = (f"-{o.short}, " if o.short else "") + f"--{o.long}"
         if o.kind != FLAG:
@@ -134,7 +138,7 @@ def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
         rows.append((flag, o.help))
     rows.append(("-v, --verbose", "Print debug information during command processing"))
     rows.append(("--version", "Print version information and exit"))
-    width = max([len("-h, --help")] + [len(f) for f, _ in rows]) + 4
+    width = max([len("-h, --help")] + [len(f) for f, _ in rows]) + 5
     out.append("Help Options:")
     out.append(f"  {'-h, --help':<{width}}Show help options")
     out.append("")
