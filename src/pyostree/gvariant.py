@@ -33,7 +33,6 @@ buffer is the unique normal-form serialization of what it decodes to.
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -108,14 +107,16 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) & ~(a - 1)
 
 
-def _parse_type_at(s: str, i: int) -> tuple[GType, int]:
+def _parse_type_at(s: str, i: int, depth: int = 0) -> tuple[GType, int]:
+    if depth > _MAX_DEPTH:
+        raise GVariantError(f"type {s[:40]!r}... nested more than {_MAX_DEPTH} deep")
     if i >= len(s):
         raise GVariantError(f"incomplete type string {s!r}")
     c = s[i]
     if c in _BASIC_FIXED or c in _STRINGS or c == "v":
         return GType(c, c, ()), i + 1
     if c in "am":
-        child, j = _parse_type_at(s, i + 1)
+        child, j = _parse_type_at(s, i + 1, depth + 1)
         return GType(s[i:j], c, (child,)), j
     if c == "(":
         j = i + 1
@@ -125,23 +126,29 @@ def _parse_type_at(s: str, i: int) -> tuple[GType, int]:
                 raise GVariantError(f"unterminated tuple in type {s!r}")
             if s[j] == ")":
                 return GType(s[i : j + 1], "(", tuple(kids)), j + 1
-            k, j = _parse_type_at(s, j)
+            k, j = _parse_type_at(s, j, depth + 1)
             kids.append(k)
     if c == "{":
-        key, j = _parse_type_at(s, i + 1)
+        key, j = _parse_type_at(s, i + 1, depth + 1)
         if key.kind not in _BASIC_FIXED and key.kind not in _STRINGS:
             raise GVariantError(f"dict entry key must be basic in {s!r}")
-        val, j = _parse_type_at(s, j)
+        val, j = _parse_type_at(s, j, depth + 1)
         if j >= len(s) or s[j] != "}":
             raise GVariantError(f"bad dict entry in type {s!r}")
         return GType(s[i : j + 1], "{", (key, val)), j + 1
     raise GVariantError(f"invalid type character {c!r} in {s!r}")
 
 
+_MAX_DEPTH = 128  # G_VARIANT_MAX_RECURSION_DEPTH
+
+
 @lru_cache(maxsize=512)
 def parse_type(s: str) -> GType:
     """Parse a complete type string such as ``(a{sv}aya(say)sstayay)``."""
-    t, j = _parse_type_at(s, 0)
+    try:
+        t, j = _parse_type_at(s, 0)
+    except RecursionError:
+        raise GVariantError("type string nested too deeply") from None
     if j != len(s):
         raise GVariantError(f"trailing characters in type {s!r}")
     return t
@@ -203,7 +210,7 @@ def _ser(t: GType, v: Any) -> bytes:
     if k in _STRINGS:
         if isinstance(v, bytes):
             raise GVariantError("GVariant strings must be str, not bytes")
-        data = v.encode("utf-8")
+        data: bytes = v.encode("utf-8")
         if b"\0" in data:
             raise GVariantError("embedded NUL in GVariant string")
         return data + b"\0"
@@ -222,14 +229,14 @@ def _ser(t: GType, v: Any) -> bytes:
         if child.kind == "y":
             return bytes(v)
         if child.fixed is not None:
-            return b"".join(_ser(child, e) for e in v)
+            return b"".join(_ser(child, el) for el in v)
         buf = bytearray()
         ends: list[int] = []
-        for e in v:
+        for el in v:
             pad = _align(len(buf), child.align) - len(buf)
             if pad:
                 buf += b"\0" * pad
-            buf += _ser(child, e)
+            buf += _ser(child, el)
             ends.append(len(buf))
         width = _offset_width_for_body(len(buf), len(ends))
         return bytes(buf) + _pack_offsets(ends, width)
@@ -341,13 +348,13 @@ def _de(t: GType, data: bytes, start: int, end: int) -> Any:
         pos = 0
         table = start + last_end
         for i in range(n):
-            e = _read_offset(data, table + i * w, w)
+            stop = _read_offset(data, table + i * w, w)
             s = _align(pos, child.align)
-            if s > e or e > last_end:
+            if s > stop or stop > last_end:
                 raise GVariantError("array framing offsets out of order")
             _check_zero(data, start + pos, start + s)
-            out.append(_de(child, data, start + s, start + e))
-            pos = e
+            out.append(_de(child, data, start + s, start + stop))
+            pos = stop
         return out
     # tuple / dict entry
     kids = t.children
@@ -363,19 +370,19 @@ def _de(t: GType, data: bytes, start: int, end: int) -> Any:
     for i, ct in enumerate(kids):
         s = _align(pos, ct.align)
         if ct.fixed is not None:
-            e = s + ct.fixed
+            stop = s + ct.fixed
         elif i == last:
-            e = frame_end - start
+            stop = frame_end - start
         else:
             frame_end -= w
             if frame_end < start:
                 raise GVariantError("tuple framing offsets out of bounds")
-            e = _read_offset(data, frame_end, w)
-        if s > e or start + e > frame_end:
+            stop = _read_offset(data, frame_end, w)
+        if s > stop or start + stop > frame_end:
             raise GVariantError(f"tuple member {i} of {t.string} out of bounds")
         _check_zero(data, start + pos, start + s)
-        vals.append(_de(ct, data, start + s, start + e))
-        pos = e
+        vals.append(_de(ct, data, start + s, start + stop))
+        pos = stop
     if t.fixed is not None:
         _check_zero(data, start + pos, end)
     elif start + pos != frame_end:
@@ -392,6 +399,8 @@ def deserialize(type_string: str, data: bytes) -> Any:
         return _de(t, data, 0, len(data))
     except (IndexError, struct.error) as e:
         raise GVariantError(f"truncated {type_string} data") from e
+    except RecursionError:
+        raise GVariantError(f"{type_string} data nested too deeply") from None
 
 
 def is_normal_form(type_string: str, data: bytes) -> bool:
@@ -445,12 +454,9 @@ def _quote(s: str) -> str:
 
 
 def _fmt_double(d: float) -> str:
-    if math.isnan(d):
-        return "nan"
-    if math.isinf(d):
-        return "inf" if d > 0 else "-inf"
-    r = repr(d)
-    if "e" in r or "." in r:
+    # g_variant_print: g_ascii_dtostr ("%.17g"), then ".0" when it looks like an integer
+    r = f"{d:.17g}"
+    if any(ch in r for ch in ".enN"):
         return r
     return r + ".0"
 
@@ -543,7 +549,7 @@ class _TextParser:
     def string(self) -> str:
         q = self.s[self.i]
         self.i += 1
-        out = []
+        out: list[str] = []
         while True:
             if self.i >= len(self.s):
                 raise GVariantError("unterminated string")
@@ -567,6 +573,8 @@ class _TextParser:
 
     def value(self, want: GType | None) -> tuple[GType, Any]:
         c = self.peek()
+        if not c:
+            raise GVariantError(f"unexpected end of GVariant text {self.s!r}")
         if c == "@":
             self.i += 1
             j = self.i
@@ -583,7 +591,7 @@ class _TextParser:
                 j += 1
                 if depth == 0:
                     break
-            t = parse_type(self.s[self.i : j])
+            t: GType | None = parse_type(self.s[self.i : j])
             self.i = j
             return self.value(t)
         w = self.word()
@@ -623,6 +631,8 @@ class _TextParser:
             if self.peek() != "]":
                 while True:
                     ct, cv = self.value(child)
+                    if child is not None and ct.string != child.string:
+                        raise GVariantError(f"array elements of types {child.string} and {ct.string} in {self.s!r}")
                     child = child or ct
                     items.append(cv)
                     if self.peek() == ",":
@@ -632,6 +642,8 @@ class _TextParser:
             self.expect("]")
             if child is None:
                 raise GVariantError("cannot infer the type of an empty array")
+            if child.kind == "y":
+                return parse_type("ay"), bytes(items)
             return parse_type("a" + child.string), items
         if c == "(":
             self.i += 1
@@ -676,8 +688,8 @@ class _TextParser:
         # number
         if w:
             self.i += len(w)
-            t = want if want is not None else None
-            is_float = any(ch in w for ch in ".eE") and not w.lower().startswith("0x") or w in ("inf", "nan", "-inf")
+            t = want
+            is_float = (any(ch in w for ch in ".eE") and not w.lower().startswith("0x")) or w in ("inf", "nan", "-inf")
             if t is None:
                 t = parse_type("d" if is_float else "i")
             if t.kind == "d":
@@ -696,7 +708,14 @@ class _TextParser:
 def parse_text(text: str, type_string: str | None = None) -> Variant:
     """Parse GVariant text format (``uint64 42``, ``'foo'``, ``['a', 'b']``...)."""
     p = _TextParser(text)
-    t, v = p.value(parse_type(type_string) if type_string else None)
+    try:
+        t, v = p.value(parse_type(type_string) if type_string else None)
+    except (IndexError, ValueError, RecursionError) as e:
+        if isinstance(e, GVariantError):
+            raise
+        raise GVariantError(f"cannot parse GVariant text {text!r}") from None
+    if type_string and t.string != type_string:
+        raise GVariantError(f"GVariant text {text!r} is of type {t.string}, not {type_string}")
     p.ws()
     if p.i != len(p.s):
         raise GVariantError(f"trailing text in {text!r}")
