@@ -1,0 +1,27 @@
+"""``ostree export COMMIT``: stream a commit's tree in tar format."""
+
+from __future__ import annotations
+
+from ..errors import OstreeError
+from ..export import export_to_path
+from .main import Context
+from .options import FLAG, STRING, Opt, parse
+
+OPTIONS = [
+    Opt("no-xattrs", None, FLAG, "Skip output of extended attributes"),
+    Opt("subpath", None, STRING, "Checkout sub-directory PATH", "PATH"),
+    Opt("prefix", None, STRING, "Add PATH as prefix to archive pathnames", "PATH"),
+    Opt("output", "o", STRING, "Output to PATH ", "PATH"),
+    Opt("repo", None, STRING, "Path to OSTree repository", "PATH"),
+]
+
+
+def run(ctx: Context, argv: list[str]) -> int:
+    o, args = parse(argv, OPTIONS, "export [OPTION…] COMMIT", "Stream COMMIT to stdout in tar format")
+    if o.repo:
+        ctx.repo_path = o.repo
+    repo = ctx.open_repo()
+    if not args:
+        raise OstreeError("A COMMIT argument is required")
+    export_to_path(repo, args[0], o.output, subpath=o.subpath, prefix=o.prefix)
+    return 0
