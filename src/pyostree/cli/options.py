@@ -159,5 +159,5 @@ def usage_error(message: str) -> OstreeError:
 def usage_fail(message: str, usage: str, summary: str, specs: list[Opt]) -> OstreeError:
     """As ostree's usage errors: the help goes to stderr, then ``error: MESSAGE``."""
     sys.stdout.flush()
-    sys.stderr.write(help_text(usage, summary, specs))
+    sys.stderr.write(help_text(usage, summary, specs) + "\n")
     return OstreeError(message)
