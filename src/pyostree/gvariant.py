@@ -375,7 +375,7 @@ def _de(t: GType, data: bytes, start: int, end: int) -> Any:
             stop = frame_end - start
         else:
             frame_end -= w
-            if frame_end < start:
+            if frame_end < start or w == 0:
                 raise GVariantError("tuple framing offsets out of bounds")
             stop = _read_offset(data, frame_end, w)
         if s > stop or start + stop > frame_end:
