@@ -1,0 +1,809 @@
+"""Check out a commit (or a subpath of it) into a directory, as ``ostree checkout``.
+
+Semantics follow libostree 2022.7's ``ostree_repo_checkout_at``:
+
+* Files are hardlinked from the repository whenever the repository mode and
+  the checkout mode allow it (``bare`` with the default mode, ``bare-user`` /
+  ``bare-user-only`` with user mode, and ``archive`` in user mode through the
+  uncompressed-objects cache when enabled); otherwise they are copied.
+  Zero-sized files, and in user mode files their owner cannot read, are
+  always copied.  Objects missing locally are looked up in ``core.parent``.
+* Directories are created 0700, populated, then get their mode, owner and
+  xattrs and an mtime of 0 (``OSTREE_TIMESTAMP``); directories that already
+  existed (union modes) are left alone.
+* Overwrite modes: none (error on any existing name), union (replace files,
+  keep directories), union-add (keep everything that exists),
+  union-identical (accept an existing file only if identical).
+* ``.wh.`` processing and overlayfs passthrough whiteouts: see whiteouts.py.
+
+Everything below the destination root is done with directory fds and
+``*at`` calls that never follow a symlink found in the destination.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import enum
+import errno
+import hashlib
+import os
+import secrets
+import stat
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from . import objects as obj
+from . import whiteouts as wh
+from .errors import OstreeError
+from .objects import FileInfo, ObjectType, Xattrs
+from .repo import Repo, RepoMode, list_xattrs, set_xattrs
+
+_IO_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_SETID = stat.S_ISUID | stat.S_ISGID
+_HARDLINK_SOFT_ERRORS = (errno.EMLINK, errno.EXDEV, errno.EPERM)
+
+
+class CheckoutMode(enum.Enum):
+    NONE = "none"
+    """Keep ownership and xattrs (needs root for files owned by others)."""
+    USER = "user"
+    """Do not change ownership nor set xattrs; drop setuid/setgid bits."""
+
+
+class OverwriteMode(enum.StrEnum):
+    NONE = "none"
+    UNION_FILES = "union"
+    ADD_FILES = "add"
+    UNION_IDENTICAL = "identical"
+
+
+@dataclass
+class CheckoutOptions:
+    """Options of :func:`checkout_tree`; defaults are ``ostree_repo_checkout_at``'s."""
+
+    mode: CheckoutMode = CheckoutMode.NONE
+    overwrite: OverwriteMode = OverwriteMode.NONE
+    subpath: str = "/"
+    """Path inside the commit to check out; a directory or a single file."""
+    allow_noent: bool = False
+    """A missing subpath is not an error (nothing is checked out)."""
+    no_copy_fallback: bool = False
+    """``-H``: fail instead of copying when a file cannot be hardlinked."""
+    force_copy: bool = False
+    """``-C``: never hardlink."""
+    bareuseronly_dirs: bool = False
+    """``-M``: directory modes are masked with 0775."""
+    process_whiteouts: bool = False
+    """``--whiteouts``: OCI/aufs ``.wh.`` processing."""
+    process_passthrough_whiteouts: bool = False
+    """``--process-passthrough-whiteouts``: ``.ostree-wh.NAME`` -> char device 0:0."""
+    enable_uncompressed_cache: bool = False
+    """Use (and fill) ``uncompressed-objects-cache`` for user-mode checkouts of archive repos."""
+    fsync: bool = False
+    """fsync every written file and directory."""
+    skip_paths: frozenset[str] = field(default_factory=frozenset)
+    """Absolute paths (relative to the subpath root; directories end in ``/``) to skip."""
+    filter: Callable[[str, int], bool] | None = None
+    """Called as ``filter(path, mode)``; return False to skip the entry."""
+
+    def validate(self) -> None:
+        if self.force_copy and self.no_copy_fallback:
+            raise OstreeError("Cannot specify both --require-hardlinks and --force-copy")
+        if self.overwrite is OverwriteMode.UNION_IDENTICAL and not self.no_copy_fallback:
+            raise OstreeError("--union-identical requires --require-hardlinks")
+
+
+# ---------------------------------------------------------------------------
+# libc helpers
+
+_UTIME_OMIT = (1 << 30) - 2
+_libc: ctypes.CDLL | None = None
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _futimens_mtime_zero(fd: int) -> None:
+    """futimens(fd, {atime: UTIME_OMIT, mtime: 0}) as ostree does for directories."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    times = (_Timespec * 2)(_Timespec(0, _UTIME_OMIT), _Timespec(0, 0))
+    if _libc.futimens(fd, times) != 0:
+        e = ctypes.get_errno()
+        raise OstreeError(f"futimens: {os.strerror(e)}", errno=e)
+
+
+def _copy_range(src: int, dst: int, size: int) -> None:
+    off = 0
+    try:
+        while off < size:
+            n = os.copy_file_range(src, dst, size - off, off)
+            if n == 0:
+                break
+            off += n
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    while True:
+        chunk = os.pread(src, _IO_CHUNK, off)
+        if not chunk:
+            break
+        _write_all(dst, chunk)
+        off += len(chunk)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _err(e: OSError, what: str) -> OstreeError:
+    return OstreeError(f"{what}: {os.strerror(e.errno or 0)}", errno=e.errno)
+
+
+# ---------------------------------------------------------------------------
+# Sources: the repository and its parents
+
+
+class _Source:
+    """One repository of the parent chain, with what checkout needs open."""
+
+    __slots__ = ("cache_fd", "can_cache", "mode", "objfd", "repo", "user_repo")
+
+    def __init__(self, repo: Repo, options: CheckoutOptions) -> None:
+        self.repo = repo
+        self.mode = repo.mode
+        self.objfd: int = repo._objects_dfd
+        self.user_repo = repo.mode in (RepoMode.BARE_USER, RepoMode.BARE_USER_ONLY)
+        self.can_cache = options.enable_uncompressed_cache and repo.config.get_bool(
+            "core", "enable-uncompressed-cache", True)
+        self.cache_fd: int | None = None
+        if self.can_cache and repo.mode is RepoMode.ARCHIVE:
+            try:
+                self.cache_fd = os.open("uncompressed-objects-cache", _DIR_FLAGS, dir_fd=repo.dfd)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise _err(e, "opendir(uncompressed-objects-cache)") from None
+
+    def close(self) -> None:
+        if self.cache_fd is not None:
+            os.close(self.cache_fd)
+            self.cache_fd = None
+
+    def hardlinkable(self, user: bool) -> bool:
+        return (self.mode is RepoMode.BARE and not user) or (self.user_repo and user)
+
+
+# "Quick info" of a content object: what the hardlink decision needs.
+# (mode, size, index of the source repo holding it) -- a plain tuple, no object per file.
+_Quick = tuple[int, int, int]
+
+
+def _parse_archive_header(data: bytes, what: str) -> tuple[FileInfo, int]:
+    hlen, variant = obj.parse_lenprefixed_header(data, what)
+    return obj.parse_zlib_file_header(variant, what), hlen
+
+
+# ---------------------------------------------------------------------------
+
+
+class _Checkout:
+    def __init__(self, repo: Repo, options: CheckoutOptions) -> None:
+        self.repo = repo
+        self.o = options
+        self.user = options.mode is CheckoutMode.USER
+        self.ow = options.overwrite
+        self.sources: list[_Source] = []
+        r: Repo | None = repo
+        while r is not None:
+            self.sources.append(_Source(r, options))
+            r = r.parent
+        self.has_filter = bool(options.skip_paths) or options.filter is not None
+        self.repo_dev = os.fstat(repo.dfd).st_dev
+        self.ignore_xattrs_identical = repo.disable_xattrs or repo.mode is RepoMode.BARE_USER_ONLY
+        self.canonical_dirs = repo.mode is RepoMode.BARE_USER_ONLY or options.bareuseronly_dirs
+
+    def close(self) -> None:
+        for s in self.sources:
+            s.close()
+
+    # -- filter ---------------------------------------------------------------
+    def _skipped(self, path: str, mode: int) -> bool:
+        if path in self.o.skip_paths:
+            return True
+        f = self.o.filter
+        return f is not None and not f(path, mode)
+
+    # -- object info ------------------------------------------------------------
+    def _quick(self, csum: str) -> _Quick:
+        """(mode, size, source index) of a content object, from a stat (and bare-user's xattr)."""
+        rel = f"{csum[:2]}/{csum[2:]}"
+        for i, s in enumerate(self.sources):
+            if s.mode is RepoMode.ARCHIVE:
+                if s.repo.has_object_local(ObjectType.FILE, csum):
+                    info = s.repo.load_file(csum).info
+                    return info.mode, info.size, i
+                continue
+            try:
+                st = os.stat(rel + ".file", dir_fd=s.objfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _err(e, f"Reading content object {csum}") from None
+            if s.mode is RepoMode.BARE_USER:
+                try:
+                    meta = os.getxattr(f"/proc/self/fd/{s.objfd}/{rel}.file", "user.ostreemeta")
+                except OSError as e:
+                    raise OstreeError(
+                        f"Corrupted content object {csum}: reading user.ostreemeta: "
+                        f"{os.strerror(e.errno or 0)}") from None
+                if len(meta) < 12:
+                    raise OstreeError(f"Corrupted content object {csum}: short user.ostreemeta")
+                mode = struct.unpack_from(">I", meta, 8)[0]
+                if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                    raise OstreeError(f"Corrupted content object {csum}: Invalid mode 0{mode:o}")
+                return mode, st.st_size, i
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                raise OstreeError(f"Corrupted content object {csum}: Not a regular file or symlink")
+            return st.st_mode, st.st_size, i
+        raise OstreeError(f"No such content object {csum}.file")
+
+    # -- directories ----------------------------------------------------------
+    def checkout_dir(self, parent_fd: int, name: str, tree_csum: str, meta_csum: str,
+                     path: str) -> None:
+        """Check out a dirtree as *name* in *parent_fd*, iteratively (no recursion limit)."""
+        # stack of (dfd, subdirs, next index, path, finish-info)
+        stack: list[tuple[int, list[tuple[str, str, str]], list[int], str, tuple[bool, int, int, int]]] = []
+        try:
+            entered = self._enter_dir(parent_fd, name, tree_csum, meta_csum, path)
+            if entered is None:
+                return
+            stack.append(entered)
+            while stack:
+                dfd, dirs, idx, dpath, fin = stack[-1]
+                if idx[0] < len(dirs):
+                    dname, t, m = dirs[idx[0]]
+                    idx[0] += 1
+                    sub = self._enter_dir(dfd, dname, t, m, dpath + dname + "/")
+                    if sub is not None:
+                        stack.append(sub)
+                    continue
+                stack.pop()
+                try:
+                    self._finish_dir(dfd, fin)
+                finally:
+                    os.close(dfd)
+        finally:
+            for dfd, *_ in stack:
+                os.close(dfd)
+
+    def _enter_dir(self, parent_fd: int, name: str, tree_csum: str, meta_csum: str, path: str
+                   ) -> tuple[int, list[tuple[str, str, str]], list[int], str, tuple[bool, int, int, int]] | None:
+        repo = self.repo
+        tree = repo.load_dirtree(tree_csum)
+        meta = repo.load_dirmeta(meta_csum)
+        if self.has_filter and self._skipped(path, meta.mode):
+            return None
+        names = [n for n, _ in tree.files]
+        if self.o.process_whiteouts and wh.has_opaque_marker(names):
+            if name in (".", ".."):
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                try:
+                    wh.clear_dir(fd)
+                finally:
+                    os.close(fd)
+            else:
+                wh.rm_rf_at(parent_fd, name)
+        did_exist = False
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            if self.ow is OverwriteMode.NONE:
+                raise OstreeError("mkdirat: File exists", errno=errno.EEXIST) from None
+            did_exist = True
+        except OSError as e:
+            raise _err(e, "mkdirat") from None
+        try:
+            dfd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OstreeError(
+                    f"Refusing to check out into {path or '/'}: it is a symlink in the destination "
+                    "(a checkout never follows symlinks out of its destination)") from None
+            raise _err(e, f"opendir({path or name})") from None
+        try:
+            if self.o.no_copy_fallback:
+                dev = os.fstat(dfd).st_dev
+                if dev != self.repo_dev:
+                    raise OstreeError(
+                        f"Unable to do hardlink checkout across devices (src={self.repo_dev} "
+                        f"destination={dev})")
+            if not did_exist and not self.user and meta.xattrs:
+                try:
+                    set_xattrs(dfd, meta.xattrs)
+                except OSError as e:
+                    raise _err(e, f"Setting xattrs on {path}") from None
+            for fname, fcsum in tree.files:
+                self.checkout_file(dfd, fname, fcsum, path + fname)
+        except BaseException:
+            os.close(dfd)
+            raise
+        return dfd, tree.dirs, [0], path, (did_exist, meta.mode, meta.uid, meta.gid)
+
+    def _finish_dir(self, dfd: int, fin: tuple[bool, int, int, int]) -> None:
+        did_exist, mode, uid, gid = fin
+        try:
+            if not did_exist:
+                os.fchmod(dfd, (mode & 0o775) if self.canonical_dirs else stat.S_IMODE(mode))
+                if not self.user:
+                    os.fchown(dfd, uid, gid)
+                if not self.o.force_copy:
+                    _futimens_mtime_zero(dfd)
+            if self.o.fsync:
+                os.fsync(dfd)
+        except OSError as e:
+            raise _err(e, "Finishing directory") from None
+
+    # -- files ------------------------------------------------------------------
+    def checkout_file(self, dfd: int, name: str, csum: str, path: str) -> None:
+        obj.validate_filename(name)
+        mode, size, src_idx = self._quick(csum)
+        if self.has_filter and self._skipped(path, mode):
+            return
+        is_symlink = stat.S_ISLNK(mode)
+        if not is_symlink and name[0] == ".":
+            if self.o.process_whiteouts and name.startswith(wh.WHITEOUT_PREFIX):
+                wh.apply_oci_whiteout(dfd, name, path)
+                return
+            if self.o.process_passthrough_whiteouts and name.startswith(wh.PASSTHROUGH_PREFIX):
+                target = wh.passthrough_target(name, path)
+                info = self.sources[src_idx].repo.load_file(csum).info
+                wh.make_passthrough_whiteout(
+                    dfd, target, path[: len(path) - len(name)] + target, mode=info.mode,
+                    uid=info.uid, gid=info.gid, xattrs=info.xattrs, user_mode=self.user,
+                    overwrite=self.ow.value, compare_xattrs=not self.ignore_xattrs_identical)
+                return
+        zerosized = not is_symlink and size == 0
+        override_unreadable = self.user and not is_symlink and not (mode & stat.S_IRUSR)
+        need_copy = True
+        if zerosized or override_unreadable:
+            pass
+        elif not self.o.force_copy:
+            linked = False
+            for s in self.sources:
+                hardlinkable = s.hardlinkable(self.user)
+                bare_user_symlink = s.user_repo and is_symlink
+                if self.o.no_copy_fallback and not hardlinkable and not bare_user_symlink:
+                    raise OstreeError(
+                        "User repository mode requires user checkout mode to hardlink"
+                        if s.user_repo else
+                        "Bare repository mode cannot hardlink in user checkout mode")
+                if hardlinkable and not bare_user_symlink:
+                    res = self._hardlink(s.objfd, csum, dfd, name, path, allow_noent=True)
+                elif s.mode is RepoMode.ARCHIVE and self.user and s.can_cache:
+                    if s.cache_fd is None:
+                        res = None
+                    else:
+                        res = self._hardlink(s.cache_fd, csum, dfd, name, path, allow_noent=True)
+                else:
+                    res = None
+                if res is not None:
+                    linked = True
+                    break
+            need_copy = not linked
+        src = self.sources[0]
+        if (need_copy and src.can_cache and not is_symlink and src.mode is RepoMode.ARCHIVE
+                and self.user and not (zerosized or override_unreadable)):
+            self._populate_cache(src, csum)
+            assert src.cache_fd is not None
+            res = self._hardlink(src.cache_fd, csum, dfd, name, path, allow_noent=False)
+            need_copy = res is None
+        if need_copy:
+            if self.o.no_copy_fallback and not (is_symlink or zerosized or override_unreadable):
+                raise OstreeError(f"Hardlinking {csum} to {name}: cannot hardlink")
+            self._copy(csum, dfd, name, path, override_unreadable)
+
+    def _hardlink(self, srcfd: int, csum: str, dfd: int, name: str, path: str,
+                  allow_noent: bool) -> bool | None:
+        """Link the object into place.  True: linked; False: kept existing; None: not possible."""
+        loose = f"{csum[:2]}/{csum[2:]}.file"
+        try:
+            os.link(loose, name, src_dir_fd=srcfd, dst_dir_fd=dfd, follow_symlinks=False)
+            return True
+        except FileExistsError:
+            pass
+        except OSError as e:
+            if not self.o.no_copy_fallback and e.errno in _HARDLINK_SOFT_ERRORS:
+                return None
+            if allow_noent and e.errno == errno.ENOENT:
+                return None
+            raise _err(e, f"Hardlinking {loose} to {name}") from None
+        ow = self.ow
+        if ow is OverwriteMode.NONE:
+            raise OstreeError(f"Hardlinking {loose} to {name}: File exists", errno=errno.EEXIST)
+        if ow is OverwriteMode.ADD_FILES:
+            return False
+        src_st = os.stat(loose, dir_fd=srcfd, follow_symlinks=False)
+        dst_st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        identical = src_st.st_dev == dst_st.st_dev and src_st.st_ino == dst_st.st_ino
+        if not identical and _stbuf_equal(src_st, dst_st):
+            identical = self._checksum_at(dfd, name, dst_st) == csum
+        if identical:
+            return False
+        if ow is OverwriteMode.UNION_IDENTICAL:
+            raise OstreeError(f"Hardlinking {loose} to {name}: File exists", errno=errno.EEXIST)
+        tmp = self._tmp_link(srcfd, loose, dfd)
+        try:
+            if self.o.process_whiteouts:
+                wh.rm_rf_at(dfd, name)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except OSError as e:
+            _unlink_quiet(dfd, tmp)
+            raise _err(e, f"renameat({path})") from None
+        except BaseException:
+            _unlink_quiet(dfd, tmp)
+            raise
+        return True
+
+    @staticmethod
+    def _tmp_link(srcfd: int, loose: str, dfd: int) -> str:
+        for _ in range(128):
+            tmp = ".checkout-union-" + secrets.token_hex(4)
+            try:
+                os.link(loose, tmp, src_dir_fd=srcfd, dst_dir_fd=dfd, follow_symlinks=False)
+                return tmp
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise _err(e, "linkat") from None
+        raise OstreeError("Exhausted attempts to make temporary hardlink")
+
+    def _checksum_at(self, dfd: int, name: str, st: os.stat_result) -> str:
+        """Content checksum of a file in the destination (ostree_checksum_file_at)."""
+        canonical = self.repo.mode is RepoMode.BARE_USER_ONLY
+        uid, gid = (0, 0) if canonical and stat.S_ISREG(st.st_mode) else (st.st_uid, st.st_gid)
+        xattrs: Xattrs = []
+        if not self.ignore_xattrs_identical:
+            xattrs = list_xattrs(name, dir_fd=dfd)
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(name, dir_fd=dfd)
+            return obj.content_checksum(FileInfo(st.st_mode, uid, gid, 0, target, xattrs))
+        if not stat.S_ISREG(st.st_mode):
+            return ""
+        h = hashlib.sha256(obj.file_header(FileInfo(st.st_mode, uid, gid, st.st_size, "", xattrs)))
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            while True:
+                chunk = os.read(fd, _IO_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+        finally:
+            os.close(fd)
+        return h.hexdigest()
+
+    # -- the uncompressed objects cache (archive repos, user mode) ---------------
+    def _populate_cache(self, s: _Source, csum: str) -> None:
+        repo = s.repo
+        if s.cache_fd is None:
+            try:
+                os.mkdir("uncompressed-objects-cache", 0o755, dir_fd=repo.dfd)
+            except FileExistsError:
+                pass
+            s.cache_fd = os.open("uncompressed-objects-cache", _DIR_FLAGS, dir_fd=repo.dfd)
+        try:
+            os.mkdir(csum[:2], 0o755, dir_fd=s.cache_fd)
+        except FileExistsError:
+            pass
+        tmpdfd = os.open("tmp", _DIR_FLAGS, dir_fd=repo.dfd)
+        try:
+            tmp = "checkout-cache-" + secrets.token_hex(6)
+            fd = os.open(tmp, _CREATE_FLAGS, 0o600, dir_fd=tmpdfd)
+            try:
+                try:
+                    info = self._write_object_content(csum, fd)
+                    if not repo.disable_fsync:
+                        os.fsync(fd)
+                    os.fchmod(fd, stat.S_IMODE(info.mode) & ~_SETID)
+                finally:
+                    os.close(fd)
+                try:
+                    os.link(tmp, f"{csum[:2]}/{csum[2:]}.file", src_dir_fd=tmpdfd,
+                            dst_dir_fd=s.cache_fd)
+                except FileExistsError:
+                    pass
+            except OstreeError as e:
+                raise OstreeError(f"Unpacking loose object {csum}: {e}") from None
+            except OSError as e:
+                raise _err(e, f"Unpacking loose object {csum}") from None
+            finally:
+                _unlink_quiet(tmpdfd, tmp)
+        finally:
+            os.close(tmpdfd)
+
+    # -- copies -----------------------------------------------------------------
+    def _write_object_content(self, csum: str, outfd: int) -> FileInfo:
+        """Write the content of a regular-file object to *outfd*; returns its info."""
+        repo = self.repo
+        co = repo.load_file(csum)
+        owner = co.repo
+        fd = os.open(co.relpath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=owner.dfd)
+        try:
+            if owner.mode is RepoMode.ARCHIVE:
+                what = f"content object {csum}"
+                head = os.pread(fd, 65536, 0)
+                info, hlen = _parse_archive_header(head, what)
+                d = zlib.decompressobj(-15)
+                off = hlen
+                buf = head[hlen:]
+                written = 0
+                while True:
+                    try:
+                        if buf:
+                            out = d.decompress(buf)
+                        else:
+                            out = d.flush()
+                    except zlib.error as e:
+                        raise OstreeError(f"Corrupted {what}: {e}") from None
+                    if out:
+                        _write_all(outfd, out)
+                        written += len(out)
+                    if not buf:
+                        break
+                    off += len(buf)
+                    buf = os.pread(fd, _IO_CHUNK, off)
+                if written != info.size:
+                    raise OstreeError(f"Corrupted {what}: size {written} != {info.size}")
+                return info
+            _copy_range(fd, outfd, co.info.size)
+            return co.info
+        finally:
+            os.close(fd)
+
+    def _copy(self, csum: str, dfd: int, name: str, path: str, override_unreadable: bool) -> None:
+        try:
+            self._copy_inner(csum, dfd, name, path, override_unreadable)
+        except OstreeError as e:
+            raise OstreeError(f"Copy checkout of {csum} to {name}: {e}", errno=e.errno) from None
+
+    def _copy_inner(self, csum: str, dfd: int, name: str, path: str, override_unreadable: bool) -> None:
+        info = self.repo.load_file(csum).info
+        xattrs = [] if self.user else info.xattrs
+        ow = self.ow
+        if info.is_symlink:
+            target = info.symlink_target
+            try:
+                os.symlink(target, name, dir_fd=dfd)
+            except FileExistsError:
+                if ow is OverwriteMode.NONE:
+                    raise OstreeError("symlinkat: File exists", errno=errno.EEXIST) from None
+                if ow is OverwriteMode.ADD_FILES:
+                    return
+                if ow is OverwriteMode.UNION_IDENTICAL:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    if stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dfd) == target:
+                        return
+                    raise OstreeError("symlinkat: File exists", errno=errno.EEXIST) from None
+                # union: replace.  Like ostree, owner/xattrs are then left as created.
+                if self.o.process_whiteouts:
+                    wh.rm_rf_at(dfd, name)
+                else:
+                    try:
+                        os.unlink(name, dir_fd=dfd)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as e:
+                        raise _err(e, f"unlinkat({name})") from None
+                try:
+                    os.symlink(target, name, dir_fd=dfd)
+                except OSError as e:
+                    raise _err(e, "symlinkat") from None
+                return
+            except OSError as e:
+                raise _err(e, "symlinkat") from None
+            if not self.user:
+                try:
+                    os.chown(name, info.uid, info.gid, dir_fd=dfd, follow_symlinks=False)
+                    if xattrs:
+                        set_xattrs(f"/proc/self/fd/{dfd}/{name}", xattrs)
+                except OSError as e:
+                    raise _err(e, f"Setting owner/xattrs of {path}") from None
+            return
+        # regular file
+        mode = stat.S_IMODE(info.mode)
+        if override_unreadable:
+            mode |= stat.S_IRUSR
+        if self.user:
+            mode &= ~_SETID
+        target_name = name
+        replace = False
+        if ow is not OverwriteMode.NONE:
+            st: os.stat_result | None
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if ow is OverwriteMode.ADD_FILES:
+                    return
+                if ow is OverwriteMode.UNION_IDENTICAL:
+                    if self._checksum_at(dfd, name, st) == csum:
+                        return
+                    raise OstreeError(f"linkat({name}): File exists", errno=errno.EEXIST)
+                if self.o.process_whiteouts:
+                    wh.rm_rf_at(dfd, name)
+                else:
+                    replace = True
+                    target_name = ".checkout-union-" + secrets.token_hex(4)
+        try:
+            fd = os.open(target_name, _CREATE_FLAGS, 0o600, dir_fd=dfd)
+        except FileExistsError:
+            raise OstreeError(f"linkat({name}): File exists", errno=errno.EEXIST) from None
+        except OSError as e:
+            raise _err(e, f"open({name})") from None
+        try:
+            try:
+                self._write_object_content(csum, fd)
+                if not self.user:
+                    os.fchown(fd, info.uid, info.gid)
+                    if xattrs:
+                        set_xattrs(fd, xattrs)
+                os.fchmod(fd, mode)
+                if self.o.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if replace:
+                os.rename(target_name, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except OSError as e:
+            if replace:
+                _unlink_quiet(dfd, target_name)
+            raise _err(e, f"Writing {path}") from None
+        except BaseException:
+            if replace:
+                _unlink_quiet(dfd, target_name)
+            raise
+
+
+def _stbuf_equal(a: os.stat_result, b: os.stat_result) -> bool:
+    if a.st_mode != b.st_mode:
+        return False
+    if stat.S_ISREG(a.st_mode) and a.st_size != b.st_size:
+        return False
+    return a.st_uid == b.st_uid and a.st_gid == b.st_gid
+
+
+def _unlink_quiet(dfd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# public API
+
+
+@dataclass
+class _Resolved:
+    is_dir: bool
+    name: str
+    checksum: str  # dirtree or content checksum
+    meta: str = ""
+
+
+def _resolve_subpath(repo: Repo, root_tree: str, root_meta: str, subpath: str) -> _Resolved | None:
+    """Walk *subpath* in the commit; None if it does not exist (ostree's rules)."""
+    if subpath == "/":
+        return _Resolved(True, "/", root_tree, root_meta)
+    rel = subpath[1:] if subpath.startswith("/") else subpath
+    parts = rel.split("/")
+    tree_csum, meta_csum = root_tree, root_meta
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        walked = "/" + "/".join(parts[: i + 1])
+        if part in ("", ".", ".."):
+            _missing(walked)
+        tree = repo.load_dirtree(tree_csum)
+        for n, t, m in tree.dirs:
+            if n == part:
+                tree_csum, meta_csum = t, m
+                break
+        else:
+            for n, c in tree.files:
+                if n == part:
+                    if not last:
+                        raise OstreeError("Not a directory", errno=errno.ENOTDIR)
+                    return _Resolved(False, n, c)
+            _missing(walked)
+    return _Resolved(True, parts[-1], tree_csum, meta_csum)
+
+
+def _missing(walked: str) -> NoReturn:
+    raise OstreeError(f"No such file or directory: {walked}", errno=errno.ENOENT)
+
+
+def checkout_tree(repo: Repo, commit: str, destination: str,
+                  options: CheckoutOptions | None = None) -> bool:
+    """Check out *commit* (a full checksum) into *destination* (a path).
+
+    Returns False when the subpath does not exist and ``allow_noent`` is set
+    (nothing was done), True otherwise.  Raises :class:`OstreeError`.
+    """
+    o = options or CheckoutOptions()
+    if repo.mode is RepoMode.BARE_USER_ONLY and o.mode is not CheckoutMode.USER:
+        o = _replace(o, mode=CheckoutMode.USER)
+    o.validate()
+    c = repo.load_commit(commit)
+    subpath = o.subpath or "/"
+    try:
+        target = _resolve_subpath(repo, c.root_contents, c.root_meta, subpath)
+    except OstreeError as e:
+        if o.allow_noent and e.errno == errno.ENOENT:
+            return False
+        raise
+    assert target is not None
+    parent, name = _split_destination(destination)
+    co = _Checkout(repo, o)
+    try:
+        pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        co.close()
+        raise _err(e, f"opendir({parent})") from None
+    try:
+        if target.is_dir:
+            co.checkout_dir(pfd, name, target.checksum, target.meta, "/")
+        else:
+            # Like ostree: the file goes *into* the destination directory
+            # (made 0700 if missing), or into the current directory for ".".
+            co.has_filter = False
+            if name == "." and parent == ".":
+                co.checkout_file(pfd, target.name, target.checksum, "/" + target.name)
+            else:
+                try:
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise _err(e, "mkdirat") from None
+                try:
+                    dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+                except OSError as e:
+                    raise _err(e, f"opendir({destination})") from None
+                try:
+                    co.checkout_file(dfd, target.name, target.checksum, "/" + target.name)
+                finally:
+                    os.close(dfd)
+    finally:
+        os.close(pfd)
+        co.close()
+    return True
+
+
+def _split_destination(dest: str) -> tuple[str, str]:
+    if not dest:
+        raise OstreeError("Invalid empty destination")
+    stripped = dest.rstrip("/") or "/"
+    if stripped == "/":
+        return "/", "."
+    parent, _, name = stripped.rpartition("/")
+    if not parent:
+        parent = "/" if stripped.startswith("/") else "."
+    return parent, name
+
+
+def _replace(o: CheckoutOptions, **kw: object) -> CheckoutOptions:
+    import dataclasses
+
+    return dataclasses.replace(o, **kw)  # type: ignore[arg-type]
