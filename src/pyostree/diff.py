@@ -126,11 +126,13 @@ def _children(x: Side) -> list[tuple[str, Side]]:
     if isinstance(x, Node):
         return [(c.name, c) for c in x.children()]
     try:
-        names = os.listdir(x.path)  # readdir order, as ostree
+        # GIO's local enumerator returns entries sorted by inode number
+        entries = sorted(os.scandir(x.path), key=lambda e: e.inode())
     except OSError as e:
         raise os_error(e, f"opendir({x.path})") from None
     out: list[tuple[str, Side]] = []
-    for n in names:
+    for ent in entries:
+        n = ent.name
         p = os.path.join(x.path, n)
         out.append((n, _Local(p, f"{x.rel}/{n}" if x.rel else n, os.lstat(p))))
     return out
