@@ -95,7 +95,8 @@ def list_xattrs(path: str | int, *, dir_fd: int | None = None, follow: bool = Fa
         if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return []
         raise
-    return obj.normalize_xattrs(pairs)
+    # like libostree (glnx read_xattr_name_array), attributes with an empty value are skipped
+    return obj.normalize_xattrs([(n, v) for n, v in pairs if v])
 
 
 def _proc_path(dir_fd: int, name: str) -> str:
