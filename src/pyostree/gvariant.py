@@ -487,7 +487,7 @@ def _print(t: GType, v: Any, annotate: bool) -> str:
     if k in ("o", "g"):
         return f"{_KEYWORD_OF[k]} {_quote(v)}" if annotate else _quote(v)
     if k == "v":
-        return "<" + _print(parse_type(v.type), v.value, annotate) + ">"
+        return "<" + _print(parse_type(v.type), v.value, True) + ">"  # always annotated inside
     if k == "m":
         if v is None:
             return f"@{t.string} nothing" if annotate else "nothing"
@@ -505,13 +505,15 @@ def _print(t: GType, v: Any, annotate: bool) -> str:
             return f"[byte {inner}]" if annotate else f"[{inner}]"
         if not v:
             return f"@{t.string} []" if annotate else "[]"
+        # as g_variant_print: only the first element carries type annotations
         if child.kind == "{":
             parts = [
-                f"{_print(child.children[0], kv[0], annotate)}: {_print(child.children[1], kv[1], annotate)}"
-                for kv in v
+                f"{_print(child.children[0], kv[0], annotate and i == 0)}: "
+                f"{_print(child.children[1], kv[1], annotate and i == 0)}"
+                for i, kv in enumerate(v)
             ]
             return "{" + ", ".join(parts) + "}"
-        return "[" + ", ".join(_print(child, e, annotate) for e in v) + "]"
+        return "[" + ", ".join(_print(child, e, annotate and i == 0) for i, e in enumerate(v)) + "]"
     if k == "{":
         return "{" + _print(t.children[0], v[0], annotate) + ", " + _print(t.children[1], v[1], annotate) + "}"
     # tuple
