@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from . import objects as obj
+from . import quoting
 from . import whiteouts as wh
 from .errors import OstreeError
 from .objects import FileInfo, ObjectType, Xattrs
@@ -83,6 +84,8 @@ class CheckoutOptions:
     """``--whiteouts``: OCI/aufs ``.wh.`` processing."""
     process_passthrough_whiteouts: bool = False
     """``--process-passthrough-whiteouts``: ``.ostree-wh.NAME`` -> char device 0:0."""
+    unquote_special_files: bool = False
+    """``--unquote-special-files``: ``.ostree-dev.NAME`` -> the device node/FIFO (see quoting.py)."""
     enable_uncompressed_cache: bool = False
     """Use (and fill) ``uncompressed-objects-cache`` for user-mode checkouts of archive repos."""
     fsync: bool = False
@@ -365,6 +368,15 @@ class _Checkout:
         if not is_symlink and name[0] == ".":
             if self.o.process_whiteouts and name.startswith(wh.WHITEOUT_PREFIX):
                 wh.apply_oci_whiteout(dfd, name, path)
+                return
+            if self.o.process_passthrough_whiteouts and name == quoting.OPAQUE_MARKER:
+                quoting.restore_opaque_at(dfd, self.sources[src_idx].repo.load_file(csum).read(), path)
+                return
+            if self.o.unquote_special_files and quoting.quoted_kind(name) is not None \
+                    and name.startswith(quoting.SPECIAL_PREFIX):
+                co = self.sources[src_idx].repo.load_file(csum)
+                quoting.restore_special_at(dfd, name[len(quoting.SPECIAL_PREFIX):], co.info, co.read(),
+                                           set_owner=not self.user)
                 return
             if self.o.process_passthrough_whiteouts and name.startswith(wh.PASSTHROUGH_PREFIX):
                 target = wh.passthrough_target(name, path)

@@ -19,6 +19,7 @@ OPTIONS = [
     Opt("union-identical", None, FLAG, "When layering checkouts, error out if a file would be replaced with a different version, but add new files and directories"),
     Opt("whiteouts", None, FLAG, "Process 'whiteout' (Docker style) entries"),
     Opt("process-passthrough-whiteouts", None, FLAG, "Enable overlayfs whiteout extraction into char 0:0 devices"),
+    Opt("unquote-special-files", None, FLAG, "Recreate device nodes/FIFOs quoted as .ostree-dev.NAME (pyostree)"),
     Opt("allow-noent", None, FLAG, "Do nothing if specified path does not exist"),
     Opt("from-stdin", None, FLAG, "Process many checkouts from standard input"),
     Opt("from-file", None, STRING, "Process many checkouts from input file", "FILE"),
@@ -71,6 +72,7 @@ def _options_for(o: object, subpath: str | None) -> CheckoutOptions:
     opts = CheckoutOptions()
     opts.mode = CheckoutMode.USER if g("user_mode") else CheckoutMode.NONE
     opts.subpath = "/" if subpath is None else subpath
+    opts.unquote_special_files = bool(g("unquote_special_files"))
     if not at_path:
         # ostree_repo_checkout_tree(): uncompressed cache on, --allow-noent honoured
         opts.overwrite = OverwriteMode.UNION_FILES if g("union") else OverwriteMode.NONE
