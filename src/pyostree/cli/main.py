@@ -149,12 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     while i < len(argv):
         a = argv[i]
         if command is None and a in ("--version",):
-            print(_version())
+            try:
+                print(_version(), flush=True)
+            except BrokenPipeError:  # `ostree --version | grep -q` closes the pipe early
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115
             return 0
         if command is None and a in ("-h", "--help"):
             print(_usage())
             return 0
-        if a in ("-v", "--verbose"):
+        if a in ("-v", "--verbose") and command is None:
             ctx.verbose = True
         elif a == "--":
             rest.extend(argv[i:])

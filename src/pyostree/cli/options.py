@@ -52,8 +52,11 @@ class Options:
 
 
 def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "") -> tuple[Options, list[str]]:
-    by_long = {o.long: o for o in specs}
-    by_short = {o.short: o for o in specs if o.short}
+    # every ostree command also takes -v/--verbose (unless it has its own -v)
+    by_long = {"verbose": Opt("verbose", "v", FLAG, dest="_verbose")}
+    by_long.update({o.long: o for o in specs})
+    by_short = {"v": by_long["verbose"]} if not any(o.short == "v" for o in specs) else {}
+    by_short.update({o.short: o for o in specs if o.short})
     opts = Options(specs)
     args: list[str] = []
 
