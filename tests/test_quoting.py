@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,14 @@ def test_opaque_dirs_survive_every_mode(tmp_path: Path, mode: str, no_xattrs: bo
     csum = commit_directory(repo, str(tree), branch="x", modifier=m)
     out = tmp_path / "co"
     checkout_tree(repo, csum, str(out))
-    assert os.getxattr(out / "opq", "trusted.overlay.opaque") == b"y"
+    cli = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "pyostree", "checkout", f"--repo={tmp_path}/repo",
+                    "--process-passthrough-whiteouts", csum, str(cli)], check=True)
+    for d in (out, cli):
+        assert os.getxattr(d / "opq", "trusted.overlay.opaque") == b"y"
+        assert os.getxattr(d / "uopq", "user.overlay.opaque") == b"y"
+        assert not (d / "opq" / quoting.OPAQUE_MARKER).exists()
+        assert _node(d / "sub" / "plain")[0] == "c"
     assert os.getxattr(out / "uopq", "user.overlay.opaque") == b"y"
     with pytest.raises(OSError):
         os.getxattr(out / "uopq", "trusted.overlay.opaque")
@@ -171,7 +179,10 @@ def test_special_files_round_trip(tmp_path: Path, py, mode: str) -> None:
     repo = Repo.open(str(tmp_path / "r"))
     out = tmp_path / "co"
     checkout_tree(repo, "x", str(out))
+    cli = tmp_path / "cli"
+    py("checkout", f"--repo={tmp_path}/r", "--unquote-special-files", "x", cli)
     for p in ("fifo", "null", "loop 9", "wh"):
+        assert _node(cli / p) == _node(out / p)
         got, want = _node(out / p), _node(tree / p)
         if mode == "bare-user-only":
             assert (got[0], got[4]) == (want[0], want[4])
@@ -260,6 +271,9 @@ def test_overlay_upper_round_trip(tmp_path: Path, py, c) -> None:
         co = tmp_path / f"co-{mode}"
         checkout_tree(Repo.open(str(repo)), "up", str(co))
         assert snapshot(co) == want
+        cli = tmp_path / f"cli-{mode}"
+        py("checkout", f"--repo={repo}", "--process-passthrough-whiteouts", "up", cli)
+        assert snapshot(cli) == want
     # the real ostree's checkout of the bare repo: same whiteouts and xattrs + the hidden .wh..opq
     real = tmp_path / "real"
     c("checkout", f"--repo={tmp_path}/r-bare", "--process-passthrough-whiteouts", "up", real)
