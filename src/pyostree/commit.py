@@ -91,13 +91,17 @@ class CommitModifier:
         if stat.S_ISREG(mode) and self.mode_ro_executables and mode & 0o111:
             mode &= ~0o222
             info.mode = mode
-        if path in self.mode_adds:
+        # ostree's filter consumes a statoverride "add" and a skip-list entry on
+        # first match; directories go through the filter twice (once to decide
+        # whether to descend, once for their metadata), so an add never reaches
+        # a subdirectory's dirmeta.
+        if path in self.mode_adds and path not in self.matched_statoverrides:
             info.mode = mode | self.mode_adds[path]
             self.matched_statoverrides.add(path)
         elif path in self.mode_overrides:
             info.mode = stat.S_IFMT(info.mode) | self.mode_overrides[path]
             self.matched_statoverrides.add(path)
-        if path in self.skip_list:
+        if path in self.skip_list and path not in self.matched_skips:
             self.matched_skips.add(path)
             result = FilterResult.SKIP
         if self.filter_callback is not None and self.filter_callback(path, info) == FilterResult.SKIP:
@@ -201,11 +205,11 @@ class MutableTree:
             self.metadata_checksum = other.metadata_checksum
         for name, c in other.files.items():
             if name in self.subdirs:
-                del self.subdirs[name]
+                raise OstreeError(f"Can't replace directory with file: {name}")
             self.files[name] = c
         for name, sub in other.subdirs.items():
             if name in self.files:
-                del self.files[name]
+                raise OstreeError(f"Can't replace file with directory: {name}")
             mine = self.subdirs.get(name)
             if mine is None:
                 self.subdirs[name] = sub
@@ -330,14 +334,17 @@ class DirectoryCommitter:
             try:
                 name.encode("utf-8")
             except UnicodeEncodeError:
-                raise OstreeError(f"Invalid UTF-8 in filename {name.encode('utf-8', 'surrogateescape')!r}") from None
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise OstreeError(f"Invalid UTF-8 in filename {shown}") from None
             path = prefix + name
             st = e.stat(follow_symlinks=False)
             mode = st.st_mode
             if stat.S_ISDIR(mode):
+                if not self._identity and self._modify(path, _info_from_stat(st)) == FilterResult.SKIP:
+                    continue
                 sub_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
                 try:
-                    info = _info_from_stat(st)
+                    info = _info_from_stat(os.fstat(sub_fd))
                     if self.read_xattrs:
                         info.xattrs = list_xattrs(sub_fd)
                     if self._modify(path, info) == FilterResult.SKIP:
@@ -492,5 +499,9 @@ def _filter_tree(repo: Repo, contents: str, meta: str, path: str, mtree: Mutable
         data = co.read() if finfo.is_regular else b""
         mtree.replace_file(name, repo.write_content(finfo, data))
     for name, tc, mc in tree.dirs:
+        sdm = repo.load_dirmeta(mc)
+        probe = FileInfo(sdm.mode, sdm.uid, sdm.gid, 0, "", list(sdm.xattrs))
+        if modifier.apply(prefix + name, probe) == FilterResult.SKIP:
+            continue
         sub = mtree.ensure_dir(name)
         _filter_tree(repo, tc, mc, prefix + name, sub, modifier)
