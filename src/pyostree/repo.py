@@ -548,18 +548,22 @@ class Repo:
             raise OstreeError("OSTREE_REPO_TEST_ERROR_PRE_COMMIT")
         if not self.disable_fsync:
             _syncfs(self._staging_dfd)
-        # move staged objects into objects/
-        for prefix in sorted(self._staged_dirs):
-            try:
-                os.mkdir(prefix, 0o755, dir_fd=self._objects_dfd)
-            except FileExistsError:
-                pass
-            pdfd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._staging_dfd)
-            try:
-                for name in os.listdir(pdfd):
-                    os.rename(name, f"{prefix}/{name}", src_dir_fd=pdfd, dst_dir_fd=self._objects_dfd)
-            finally:
-                os.close(pdfd)
+        # move staged objects into objects/; commit objects last, so that an
+        # interrupted rename never leaves a commit whose tree is missing
+        for commits_pass in (False, True):
+            for prefix in sorted(self._staged_dirs):
+                if not commits_pass:
+                    try:
+                        os.mkdir(prefix, 0o755, dir_fd=self._objects_dfd)
+                    except FileExistsError:
+                        pass
+                pdfd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._staging_dfd)
+                try:
+                    for name in os.listdir(pdfd):
+                        if name.endswith(".commit") == commits_pass:
+                            os.rename(name, f"{prefix}/{name}", src_dir_fd=pdfd, dst_dir_fd=self._objects_dfd)
+                finally:
+                    os.close(pdfd)
         if not self.disable_fsync:
             for prefix in self._staged_dirs:
                 fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._objects_dfd)
