@@ -170,3 +170,30 @@ def write_collection_ref(repo: Repo, collection_id: str, ref: str, checksum: str
         write_ref(repo, None, ref, checksum)
     else:
         write_ref(repo, None, ref, checksum, collection_id=collection_id)
+
+
+def resolve_rev_local(repo: Repo, refspec: str) -> str | None:
+    """``ostree_repo_resolve_rev_ext``: like resolve_rev, but ``REF`` never falls back to remotes.
+
+    Returns None if nothing is found (or a directory is in the way).
+    """
+    from . import objects as obj
+
+    if obj.is_valid_checksum(refspec):
+        return refspec
+    if refspec.endswith("^"):
+        return repo.resolve_rev(refspec, allow_noent=True)
+    remote, ref = parse_refspec(refspec)
+    key = (remote, ref)
+    if key in repo.txn_refs:
+        return repo.txn_refs[key]
+    rel = f"refs/remotes/{remote}/{ref}" if remote is not None else f"refs/heads/{ref}"
+    path = f"/proc/self/fd/{repo.dfd}/{rel}"
+    if os.path.isfile(path):
+        csum = _read_checksum(repo, rel)
+        if not obj.is_valid_checksum(csum):
+            raise OstreeError(f"Invalid checksum '{csum}' in ref {rel}")
+        return csum
+    if repo.parent is not None:
+        return resolve_rev_local(repo.parent, refspec)
+    return None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from .. import refs as refsmod
 from ..errors import OstreeError
-from ..reflist import list_collection_refs, list_refs_ext, write_collection_ref
+from ..reflist import list_collection_refs, list_refs_ext, resolve_rev_local, write_collection_ref
 from ..repo import Repo
 from .main import Context
 from .options import FLAG, STRING, Opt, Options, parse
@@ -21,10 +23,7 @@ OPTIONS = [
 
 def _existing(repo: Repo, refspec: str) -> str | None:
     """What ``--create=REF`` would overwrite (None if nothing, or a directory is in the way)."""
-    try:
-        return repo.resolve_rev(refspec, allow_noent=True)
-    except IsADirectoryError:
-        return None
+    return resolve_rev_local(repo, refspec)
 
 
 def _do_collections(repo: Repo, o: Options, prefix: str | None) -> None:
@@ -93,18 +92,26 @@ def _do_ref(repo: Repo, o: Options, prefix: str | None) -> None:
 
 
 def _write(repo: Repo, remote: str | None, ref: str, checksum: str | None) -> None:
-    if checksum is not None and remote is None:
-        # --force over an alias replaces the symlink with a real ref
-        if refsmod.is_alias(repo, ref) is not None:
-            import os
-
-            os.unlink(f"refs/heads/{ref}", dir_fd=repo.dfd)
-    try:
-        refsmod.write_ref(repo, remote, ref, checksum)
-    except OstreeError as e:
-        if "prefix of another ref" in str(e) or "is a directory" in str(e):
-            raise OstreeError(f"Ref {ref} conflicts with an existing ref or directory") from None
-        raise
+    rel = f"refs/remotes/{remote}/{ref}" if remote is not None else f"refs/heads/{ref}"
+    if checksum is not None:
+        # as _ostree_repo_write_ref: a file in the way of a parent, or a directory in the
+        # way of the ref itself, is a conflict
+        parts = rel.split("/")
+        for i in range(3 if remote is not None else 2, len(parts)):
+            p = "/".join(parts[:i])
+            if os.path.lexists(f"/proc/self/fd/{repo.dfd}/{p}") and \
+                    not os.path.isdir(f"/proc/self/fd/{repo.dfd}/{p}"):
+                raise OstreeError(f"openat({rel}): Not a directory")
+        full = f"/proc/self/fd/{repo.dfd}/{rel}"
+        if os.path.isdir(full) and not os.path.islink(full):
+            entries = sorted(os.listdir(full))
+            if entries:
+                raise OstreeError(f"Conflict: {entries[0]} exists under {ref} when attempting write")
+            os.rmdir(full)
+        if remote is None and refsmod.is_alias(repo, ref) is not None:
+            # --force over an alias replaces the symlink with a real ref
+            os.unlink(rel, dir_fd=repo.dfd)
+    refsmod.write_ref(repo, remote, ref, checksum)
 
 
 def run(ctx: Context, argv: list[str]) -> int:
