@@ -51,7 +51,20 @@ class _SafeTarInfo(tarfile.TarInfo):
         if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                          tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK) \
                 and self.size > MAX_EXT_HEADER:
-            raise OstreeError(f"Oversized tar header ({self.size} bytes) for entry '{self.name}'")
+            # skip the header's data without holding it, to name the entry it belongs to
+            left = -(-self.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            while left > 0:
+                chunk = tf.fileobj.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+            name = self.name
+            try:
+                name = tarfile.TarInfo.frombuf(tf.fileobj.read(tarfile.BLOCKSIZE),
+                                               tf.encoding or "utf-8", tf.errors or "surrogateescape").name
+            except tarfile.TarError:
+                pass
+            raise OstreeError(f"Oversized tar header ({self.size} bytes) for entry '{name}'")
         r: tarfile.TarInfo = tarfile.TarInfo._proc_member(self, tf)  # type: ignore[attr-defined]
         return r
 
