@@ -193,9 +193,133 @@ class _Source:
 _Quick = tuple[int, int, int]
 
 
-def _parse_archive_header(data: bytes, what: str) -> tuple[FileInfo, int]:
+def _archive_header(data: bytes, what: str) -> tuple[FileInfo, int]:
+    """Parse a ``.filez`` header: (info, offset of the compressed payload).
+
+    The usual header -- no xattrs -- is decoded directly; anything else goes
+    through the strict GVariant parser.
+    """
+    if len(data) >= 8:
+        n = int.from_bytes(data[0:4], "big")
+        v = data[8:8 + n]
+        if 26 <= n <= 0xFF and len(v) == n:
+            s_end = v[n - 1]
+            # (tuuuusa(ayay)): t, 4 x u, string at 24..s_end, empty xattr array, 1-byte offset
+            if s_end == n - 1 and v[s_end - 1] == 0 and v[20:24] == b"\0\0\0\0":
+                mode = int.from_bytes(v[16:20], "big")
+                if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                    raw = v[24:s_end - 1]
+                    if b"\0" not in raw:
+                        try:
+                            target = raw.decode("utf-8")
+                        except UnicodeDecodeError:
+                            target = None
+                        if target is not None:
+                            return FileInfo(mode, int.from_bytes(v[8:12], "big"),
+                                            int.from_bytes(v[12:16], "big"),
+                                            int.from_bytes(v[0:8], "big") if stat.S_ISREG(mode) else 0,
+                                            target if stat.S_ISLNK(mode) else "", []), 8 + n
     hlen, variant = obj.parse_lenprefixed_header(data, what)
     return obj.parse_zlib_file_header(variant, what), hlen
+
+
+class _OpenObject:
+    """An archive object opened by _quick() for the file being checked out (closed after it)."""
+
+    __slots__ = ("checksum", "fd", "head", "hlen", "info")
+
+    def __init__(self, checksum: str, info: FileInfo, fd: int, head: bytes, hlen: int) -> None:
+        self.checksum = checksum
+        self.info = info
+        self.fd = fd
+        self.head = head
+        self.hlen = hlen
+
+
+# ---------------------------------------------------------------------------
+# A fast reader for dirtree objects, (a(say)a(sayay)), with hex checksums.
+# Anything it does not recognise as the normal form goes to DirTree.parse,
+# which validates strictly and reports errors.
+
+_Files = list[tuple[str, str]]
+_Dirs = list[tuple[str, str, str]]
+
+
+def _osz(n: int) -> int:
+    return 0 if n == 0 else 1 if n <= 0xFF else 2 if n <= 0xFFFF else 4 if n <= 0xFFFFFFFF else 8
+
+
+def _elements(buf: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
+    n = end - start
+    if n == 0:
+        return []
+    osz = _osz(n)
+    last = start + int.from_bytes(buf[end - osz:end], "little")
+    if last > end - osz or (end - last) % osz:
+        return None
+    out = []
+    prev = start
+    for o in range(last, end, osz):
+        e = start + int.from_bytes(buf[o:o + osz], "little")
+        if e < prev or e > last:
+            return None
+        out.append((prev, e))
+        prev = e
+    return out
+
+
+def _name(buf: bytes, start: int, s_end: int) -> str | None:
+    if s_end <= start or buf[s_end - 1] != 0:
+        return None
+    raw = buf[start:s_end - 1]
+    if b"\0" in raw or b"/" in raw or raw in (b"", b".", b".."):
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _fast_dirtree(data: bytes) -> tuple[_Files, _Dirs] | None:
+    n = len(data)
+    osz = _osz(n)
+    if n < osz or osz == 0:
+        return None
+    fend = int.from_bytes(data[n - osz:], "little")
+    if fend > n - osz:
+        return None
+    fel = _elements(data, 0, fend)
+    del_ = _elements(data, fend, n - osz)
+    if fel is None or del_ is None:
+        return None
+    files: _Files = []
+    for a, b in fel:
+        eo = _osz(b - a)
+        s_end = a + int.from_bytes(data[b - eo:b], "little")
+        name = _name(data, a, s_end)
+        if name is None or b - eo - s_end != 32:
+            return None
+        files.append((name, data[s_end:b - eo].hex()))
+    dirs: _Dirs = []
+    for a, b in del_:
+        eo = _osz(b - a)
+        s_end = a + int.from_bytes(data[b - eo:b], "little")
+        t_end = a + int.from_bytes(data[b - 2 * eo:b - eo], "little")
+        name = _name(data, a, s_end)
+        if name is None or t_end - s_end != 32 or b - 2 * eo - t_end != 32:
+            return None
+        dirs.append((name, data[s_end:t_end].hex(), data[t_end:b - 2 * eo].hex()))
+    return files, dirs
+
+
+def load_dirtree_fast(repo: Repo, checksum: str) -> tuple[_Files, _Dirs]:
+    """(files, dirs) of a dirtree; names validated (no '/', '.', '..', empty, NUL)."""
+    data = repo.load_metadata(ObjectType.DIR_TREE, checksum)
+    got = _fast_dirtree(data)
+    if got is not None:
+        return got
+    tree = repo.load_dirtree(checksum)
+    return tree.files, tree.dirs
 
 
 # ---------------------------------------------------------------------------
@@ -216,6 +340,12 @@ class _Checkout:
         self.repo_dev = os.fstat(repo.dfd).st_dev
         self.ignore_xattrs_identical = repo.disable_xattrs or repo.mode is RepoMode.BARE_USER_ONLY
         self.canonical_dirs = repo.mode is RepoMode.BARE_USER_ONLY or options.bareuseronly_dirs
+        self.fast: str | None = None
+        self._open: _OpenObject | None = None
+        if (not self.has_filter and not options.process_whiteouts and not options.force_copy
+                and not options.process_passthrough_whiteouts and self.ow is OverwriteMode.NONE
+                and self.sources[0].hardlinkable(self.user)):
+            self.fast = "bare-user" if repo.mode is RepoMode.BARE_USER else "bare"
 
     def close(self) -> None:
         for s in self.sources:
@@ -234,10 +364,24 @@ class _Checkout:
         rel = f"{csum[:2]}/{csum[2:]}"
         for i, s in enumerate(self.sources):
             if s.mode is RepoMode.ARCHIVE:
-                if s.repo.has_object_local(ObjectType.FILE, csum):
-                    info = s.repo.load_file(csum).info
-                    return info.mode, info.size, i
-                continue
+                try:
+                    fd = os.open(rel + ".filez", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 dir_fd=s.objfd)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    raise _err(e, f"Reading content object {csum}") from None
+                try:
+                    head = os.pread(fd, 65536, 0)
+                    info, hlen = _archive_header(head, f"content object {csum}")
+                    if hlen > len(head):
+                        head = os.pread(fd, hlen + 65536, 0)
+                        info, hlen = _archive_header(head, f"content object {csum}")
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._open = _OpenObject(csum, info, fd, head, hlen)
+                return info.mode, info.size, i
             try:
                 st = os.stat(rel + ".file", dir_fd=s.objfd, follow_symlinks=False)
             except FileNotFoundError:
@@ -294,12 +438,11 @@ class _Checkout:
     def _enter_dir(self, parent_fd: int, name: str, tree_csum: str, meta_csum: str, path: str
                    ) -> tuple[int, list[tuple[str, str, str]], list[int], str, tuple[bool, int, int, int]] | None:
         repo = self.repo
-        tree = repo.load_dirtree(tree_csum)
+        files, dirs = load_dirtree_fast(repo, tree_csum)
         meta = repo.load_dirmeta(meta_csum)
         if self.has_filter and self._skipped(path, meta.mode):
             return None
-        names = [n for n, _ in tree.files]
-        if self.o.process_whiteouts and wh.has_opaque_marker(names):
+        if self.o.process_whiteouts and wh.has_opaque_marker([n for n, _ in files]):
             if name in (".", ".."):
                 fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
                 try:
@@ -337,12 +480,53 @@ class _Checkout:
                     set_xattrs(dfd, meta.xattrs)
                 except OSError as e:
                     raise _err(e, f"Setting xattrs on {path}") from None
-            for fname, fcsum in tree.files:
-                self.checkout_file(dfd, fname, fcsum, path + fname)
+            if self.fast is None:
+                for fname, fcsum in files:
+                    self.checkout_file(dfd, fname, fcsum, path + fname)
+            else:
+                self._fast_files(dfd, files, path)
         except BaseException:
             os.close(dfd)
             raise
-        return dfd, tree.dirs, [0], path, (did_exist, meta.mode, meta.uid, meta.gid)
+        return dfd, dirs, [0], path, (did_exist, meta.mode, meta.uid, meta.gid)
+
+    def _fast_files(self, dfd: int, files: _Files, path: str) -> None:
+        """The common case: hardlink every file straight from objects/.
+
+        Taken when the primary repo is hardlinkable in this checkout mode and
+        no filter or whiteout processing is on.  Anything unusual (a name
+        starting with '.', a missing object, a zero-sized or unreadable file,
+        a bare-user symlink, any link error) goes through checkout_file(),
+        which implements the full rules.
+        """
+        objfd = self.sources[0].objfd
+        bare_user = self.fast == "bare-user"
+        user = self.user
+        stat_ = os.stat
+        link = os.link
+        S_ISREG = stat.S_ISREG
+        for fname, c in files:
+            if fname[0] == ".":
+                self.checkout_file(dfd, fname, c, path + fname)
+                continue
+            rel = c[:2] + "/" + c[2:] + ".file"
+            try:
+                st = stat_(rel, dir_fd=objfd, follow_symlinks=False)
+                if bare_user:
+                    meta = os.getxattr(f"/proc/self/fd/{objfd}/{rel}", "user.ostreemeta")
+                    m = int.from_bytes(meta[8:12], "big")
+                else:
+                    m = st.st_mode
+                if S_ISREG(m):
+                    if st.st_size == 0 or (user and not m & 0o400):
+                        self.checkout_file(dfd, fname, c, path + fname)
+                        continue
+                elif bare_user:
+                    self.checkout_file(dfd, fname, c, path + fname)
+                    continue
+                link(rel, fname, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                self.checkout_file(dfd, fname, c, path + fname)
 
     def _finish_dir(self, dfd: int, fin: tuple[bool, int, int, int]) -> None:
         did_exist, mode, uid, gid = fin
@@ -360,6 +544,14 @@ class _Checkout:
 
     # -- files ------------------------------------------------------------------
     def checkout_file(self, dfd: int, name: str, csum: str, path: str) -> None:
+        try:
+            self._checkout_file(dfd, name, csum, path)
+        finally:
+            if self._open is not None:
+                os.close(self._open.fd)
+                self._open = None
+
+    def _checkout_file(self, dfd: int, name: str, csum: str, path: str) -> None:
         obj.validate_filename(name)
         mode, size, src_idx = self._quick(csum)
         if self.has_filter and self._skipped(path, mode):
@@ -547,36 +739,19 @@ class _Checkout:
     # -- copies -----------------------------------------------------------------
     def _write_object_content(self, csum: str, outfd: int) -> FileInfo:
         """Write the content of a regular-file object to *outfd*; returns its info."""
-        repo = self.repo
-        co = repo.load_file(csum)
+        op = self._open
+        if op is not None and op.checksum == csum:
+            _inflate(op.fd, op.head, op.hlen, outfd, op.info.size, f"content object {csum}")
+            return op.info
+        co = self.repo.load_file(csum)
         owner = co.repo
         fd = os.open(co.relpath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=owner.dfd)
         try:
             if owner.mode is RepoMode.ARCHIVE:
                 what = f"content object {csum}"
                 head = os.pread(fd, 65536, 0)
-                info, hlen = _parse_archive_header(head, what)
-                d = zlib.decompressobj(-15)
-                off = hlen
-                buf = head[hlen:]
-                written = 0
-                while True:
-                    try:
-                        if buf:
-                            out = d.decompress(buf)
-                        else:
-                            out = d.flush()
-                    except zlib.error as e:
-                        raise OstreeError(f"Corrupted {what}: {e}") from None
-                    if out:
-                        _write_all(outfd, out)
-                        written += len(out)
-                    if not buf:
-                        break
-                    off += len(buf)
-                    buf = os.pread(fd, _IO_CHUNK, off)
-                if written != info.size:
-                    raise OstreeError(f"Corrupted {what}: size {written} != {info.size}")
+                info, hlen = _archive_header(head, what)
+                _inflate(fd, head, hlen, outfd, info.size, what)
                 return info
             _copy_range(fd, outfd, co.info.size)
             return co.info
@@ -590,7 +765,8 @@ class _Checkout:
             raise OstreeError(f"Copy checkout of {csum} to {name}: {e}", errno=e.errno) from None
 
     def _copy_inner(self, csum: str, dfd: int, name: str, path: str, override_unreadable: bool) -> None:
-        info = self.repo.load_file(csum).info
+        op = self._open
+        info = op.info if op is not None and op.checksum == csum else self.repo.load_file(csum).info
         xattrs = [] if self.user else info.xattrs
         ow = self.ow
         if info.is_symlink:
@@ -641,16 +817,15 @@ class _Checkout:
         target_name = name
         replace = False
         if ow is not OverwriteMode.NONE:
-            st: os.stat_result | None
             try:
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                est: os.stat_result | None = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
-                st = None
-            if st is not None:
+                est = None
+            if est is not None:
                 if ow is OverwriteMode.ADD_FILES:
                     return
                 if ow is OverwriteMode.UNION_IDENTICAL:
-                    if self._checksum_at(dfd, name, st) == csum:
+                    if self._checksum_at(dfd, name, est) == csum:
                         return
                     raise OstreeError(f"linkat({name}): File exists", errno=errno.EEXIST)
                 if self.o.process_whiteouts:
@@ -686,6 +861,28 @@ class _Checkout:
             if replace:
                 _unlink_quiet(dfd, target_name)
             raise
+
+
+def _inflate(fd: int, head: bytes, hlen: int, outfd: int, size: int, what: str) -> None:
+    """Decompress an archive object's payload (starting at *hlen*; *head* is already read)."""
+    d = zlib.decompressobj(-15)
+    off = len(head)
+    buf = head[hlen:]
+    written = 0
+    while True:
+        try:
+            out = d.decompress(buf) if buf else d.flush()
+        except zlib.error as e:
+            raise OstreeError(f"Corrupted {what}: {e}") from None
+        if out:
+            _write_all(outfd, out)
+            written += len(out)
+        if not buf:
+            break
+        buf = os.pread(fd, _IO_CHUNK, off)
+        off += len(buf)
+    if written != size:
+        raise OstreeError(f"Corrupted {what}: size {written} != {size}")
 
 
 def _stbuf_equal(a: os.stat_result, b: os.stat_result) -> bool:
@@ -727,13 +924,13 @@ def _resolve_subpath(repo: Repo, root_tree: str, root_meta: str, subpath: str) -
         walked = "/" + "/".join(parts[: i + 1])
         if part in ("", ".", ".."):
             _missing(walked)
-        tree = repo.load_dirtree(tree_csum)
-        for n, t, m in tree.dirs:
+        tfiles, tdirs = load_dirtree_fast(repo, tree_csum)
+        for n, t, m in tdirs:
             if n == part:
                 tree_csum, meta_csum = t, m
                 break
         else:
-            for n, c in tree.files:
+            for n, c in tfiles:
                 if n == part:
                     if not last:
                         raise OstreeError("Not a directory", errno=errno.ENOTDIR)
