@@ -34,7 +34,7 @@ class PullStats:
 
 
 def format_size(n: int) -> str:
-    """GLib's ``g_format_size``: SI units, one decimal."""
+    """GLib's ``g_format_size``: SI units, one decimal ("2.1\u00a0MB", "42 bytes")."""
     if n < 1000:
         return "1 byte" if n == 1 else f"{n} bytes"
     units = ["kB", "MB", "GB", "TB", "PB", "EB"]
@@ -42,7 +42,7 @@ def format_size(n: int) -> str:
     for u in units:
         value /= 1000.0
         if value < 1000.0 or u == units[-1]:
-            return f"{value:.1f} {u}"
+            return f"{value:.1f}\u00a0{u}"  # GLib puts a no-break space before the unit
     raise AssertionError("unreachable")
 
 
@@ -68,7 +68,8 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
         return False
     sdfd = dest._require_txn()
     if objtype.is_meta:
-        if trusted and dest._try_link(src, objtype, checksum, sdfd):
+        # as libostree: verify first when untrusted, then hardlink (metadata is the same in every mode)
+        if dest._try_link(src, objtype, checksum, sdfd, verify=not trusted):
             return True
         data = src.load_metadata(objtype, checksum)
         if not trusted:
@@ -83,6 +84,9 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
         obj.validate_bareuseronly_mode(info.mode, checksum)
     if src.mode is dest.mode and dest._try_link(src, objtype, checksum, sdfd, verify=not trusted):
         return True
+    if (src.mode is RepoMode.BARE_USER and dest.mode is RepoMode.BARE_USER_ONLY and info.is_regular
+            and _link_bareuser_to_bareuseronly(dest, src, checksum, info, trusted)):
+        return True
     if info.is_regular and src.mode is not RepoMode.ARCHIVE:
         fd = os.open(co.relpath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=co.repo.dfd)
         try:
@@ -96,6 +100,37 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
     if info.is_regular and len(data) != info.size:
         raise OstreeError(f"Corrupted file object {checksum}: content is {len(data)} bytes, header says {info.size}")
     dest.write_content(info, data, expected=checksum)
+    return True
+
+
+def _link_bareuser_to_bareuseronly(dest: Repo, src: Repo, checksum: str, info: obj.FileInfo,
+                                   trusted: bool) -> bool:
+    """libostree's bare-user -> bare-user-only shortcut: hardlink a regular file whose
+    on-disk mode already is what bare-user-only reads back."""
+    if info.uid or info.gid or info.xattrs:
+        return False
+    rel = obj.object_relpath(checksum, ObjectType.FILE)
+    try:
+        st = os.stat(rel, dir_fd=src.dfd, follow_symlinks=False)
+    except OSError:
+        return False
+    if st.st_mode != info.mode:
+        return False
+    if not trusted:
+        from .fsck import verify_object
+
+        verify_object(src, ObjectType.FILE, checksum)
+    sdfd = dest._stage_prefix_dfd(checksum)
+    try:
+        os.link(rel[len("objects/"):], rel[len("objects/"):], src_dir_fd=src._objects_dfd, dst_dir_fd=sdfd,
+                follow_symlinks=False)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            return False
+        raise
+    dest._staged.add(checksum + ObjectType.FILE.value)
     return True
 
 

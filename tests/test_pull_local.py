@@ -1,0 +1,118 @@
+"""pull-local between every pair of repository modes; the real ostree fscks the result."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_root
+
+MODES = ["bare", "archive", "bare-user", "bare-user-only"]
+
+
+def _objects(repo: Path) -> set[str]:
+    return {str(p.relative_to(repo)) for p in (repo / "objects").glob("*/*")}
+
+
+@needs_root
+@pytest.mark.parametrize("dst", MODES)
+@pytest.mark.parametrize("src", MODES)
+def test_pull_local_mode_matrix(tmp_path, c, py, sample_tree, src, dst):
+    s = tmp_path / "src"
+    d = tmp_path / "dst"
+    c(f"--repo={s}", "init", f"--mode={src}")
+    rev = c(f"--repo={s}", "commit", "-b", "main", f"--tree=dir={sample_tree}", "-s", "x",
+            "--canonical-permissions" if "only" in src else "--no-xattrs").out.strip()
+    py(f"--repo={d}", "init", f"--mode={dst}")
+    r = py(f"--repo={d}", "pull-local", str(s))
+    assert "metadata, " in r.out and "content objects imported; " in r.out and "content written" in r.out
+    assert c(f"--repo={d}", "fsck").rc == 0
+    assert c(f"--repo={d}", "rev-parse", "main").out.strip() == rev
+    # the same objects as the real ostree would have copied
+    e = tmp_path / "expect"
+    c(f"--repo={e}", "init", f"--mode={dst}")
+    c(f"--repo={e}", "pull-local", str(s))
+    assert _objects(d) == _objects(e)
+    assert r.out == c(f"--repo={tmp_path / 'again'}", "init", f"--mode={dst}").out + \
+        c(f"--repo={tmp_path / 'again'}", "pull-local", str(s)).out
+
+
+def test_untrusted_hardlinks_and_detects_corruption(tmp_path, py, sample_tree):
+    s = tmp_path / "src"
+    py(f"--repo={s}", "init", "--mode=bare-user")
+    py(f"--repo={s}", "commit", "-b", "main", f"--tree=dir={sample_tree}", "-s", "x")
+    d = tmp_path / "dst"
+    py(f"--repo={d}", "init", "--mode=bare-user")
+    py(f"--repo={d}", "pull-local", "--untrusted", str(s), "main")
+    for rel in _objects(s):
+        assert os.stat(s / rel).st_ino == os.stat(d / rel).st_ino
+    # corrupt a copy of one content object in a third repo
+    t = tmp_path / "third"
+    py(f"--repo={t}", "init", "--mode=bare-user")
+    py(f"--repo={t}", "pull-local", str(s))
+    victim = next(p for p in sorted((t / "objects").glob("*/*.file")) if p.stat().st_size > 100)
+    data = victim.read_bytes()
+    meta = os.getxattr(victim, "user.ostreemeta")
+    victim.unlink()
+    victim.write_bytes(data + b"blah")
+    os.setxattr(victim, "user.ostreemeta", meta)
+    csum = victim.parent.name + victim.name.split(".")[0]
+    d2 = tmp_path / "dst2"
+    py(f"--repo={d2}", "init", "--mode=bare-user")
+    r = py(f"--repo={d2}", "pull-local", "--untrusted", str(t), check=False)
+    assert r.rc == 1 and "Corrupted" in r.err and csum in r.err and "Traceback" not in r.err
+    py(f"--repo={d2}", "pull-local", str(t))
+    r = py(f"--repo={d2}", "fsck", check=False)
+    assert r.rc == 1 and csum in r.err
+
+
+def test_commit_metadata_only_depth_and_remote(tmp_path, py, sample_tree):
+    s = tmp_path / "src"
+    py(f"--repo={s}", "init", "--mode=archive")
+    first = py(f"--repo={s}", "commit", "-b", "main", f"--tree=dir={sample_tree}", "-s", "1").out.strip()
+    (sample_tree / "new").write_text("new\n")
+    second = py(f"--repo={s}", "commit", "-b", "main", f"--tree=dir={sample_tree}", "-s", "2").out.strip()
+    d = tmp_path / "dst"
+    py(f"--repo={d}", "init", "--mode=archive")
+    py(f"--repo={d}", "pull-local", "--commit-metadata-only", "--depth=1", str(s), "main")
+    assert (d / "state" / f"{first}.commitpartial").exists()
+    assert (d / "state" / f"{second}.commitpartial").exists()
+    assert not list((d / "objects").glob("*/*.filez"))
+    py(f"--repo={d}", "pull-local", "--depth=-1", str(s))
+    assert not list((d / "state").glob("*.commitpartial"))
+    py(f"--repo={d}", "fsck")
+    py(f"--repo={d}", "pull-local", "--remote=aremote", str(s), "main")
+    assert py(f"--repo={d}", "rev-parse", "aremote:main").out.strip() == second
+
+
+def test_bareuseronly_files_rejects_suid(tmp_path, py):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    f = tree / "suid"
+    f.write_text("x\n")
+    f.chmod(0o4755)
+    s = tmp_path / "src"
+    py(f"--repo={s}", "init", "--mode=archive")
+    py(f"--repo={s}", "commit", "-b", "main", f"--tree=dir={tree}", "-s", "x")
+    d = tmp_path / "dst"
+    py(f"--repo={d}", "init", "--mode=archive")
+    r = py(f"--repo={d}", "pull-local", "--bareuseronly-files", str(s), "main", check=False)
+    assert r.rc == 1
+    assert "Content object" in r.err and "invalid mode" in r.err and "with bits 04000" in r.err
+    assert stat.S_IMODE(f.stat().st_mode) == 0o4755
+
+
+def test_missing_head_commit_and_bad_source(tmp_path, py, sample_tree):
+    s = tmp_path / "src"
+    py(f"--repo={s}", "init", "--mode=archive")
+    rev = py(f"--repo={s}", "commit", "-b", "main", f"--tree=dir={sample_tree}", "-s", "x").out.strip()
+    (s / "objects" / rev[:2] / f"{rev[2:]}.commit").unlink()
+    d = tmp_path / "dst"
+    py(f"--repo={d}", "init", "--mode=archive")
+    r = py(f"--repo={d}", "pull-local", "--depth=-1", str(s), check=False)
+    assert r.rc == 1 and rev in r.err
+    r = py(f"--repo={d}", "pull-local", str(tmp_path / "nonexistent"), check=False)
+    assert r.rc == 1 and r.err.startswith("error: ")
