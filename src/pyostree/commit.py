@@ -39,8 +39,9 @@ class QuotedEntry:
 
 SpecialCallback = Callable[[str, os.stat_result, obj.Xattrs], "QuotedEntry | None"]
 """(commit path, lstat, xattrs) of a device node/FIFO/socket -> its stand-in, or None to refuse."""
-DirExtrasCallback = Callable[[str, int], "list[QuotedEntry]"]
-"""(commit path, directory fd) -> extra files to add to that directory (e.g. the opaque marker)."""
+DirExtrasCallback = Callable[[str, int, bool], "list[QuotedEntry]"]
+"""(commit path, directory fd, whether its xattrs are kept) -> extra files for that directory
+(e.g. the opaque marker)."""
 
 
 @dataclass
@@ -327,7 +328,7 @@ class DirectoryCommitter:
         prefix = dirpath if dirpath.endswith("/") else dirpath + "/"
         if self.modifier.dir_extras_callback is not None:
             names = {e.name for e in entries}
-            for extra in self.modifier.dir_extras_callback(dirpath, dfd):
+            for extra in self.modifier.dir_extras_callback(dirpath, dfd, self.read_xattrs):
                 self._add_quoted(mtree, prefix, extra, names, dirpath)
         for e in entries:
             name = e.name

@@ -10,17 +10,18 @@ upper directory (or an OCI layer) also needs:
   (libostree >= 2022.7) turns back into a char device 0:0, so real ostree and
   pyostree both restore it.
 * **opaque directories** -- xattr ``trusted.overlay.opaque=y`` (or
-  ``user.overlay.opaque=y`` on ``userxattr`` mounts).  With
-  ``--retarget-whiteouts`` such a directory additionally gets the marker file
-  ``.ostree-wh..wh..opq`` (the quoted form of OCI's ``.wh..wh..opq``).  The
-  xattr itself stays in the dirmeta where the repository keeps xattrs; the
-  marker is what survives modes that drop them (bare-user-only,
-  ``--no-xattrs``, ``core.disable-xattrs``).  An empty marker means
-  ``trusted.overlay.opaque=y``; otherwise it holds ``NAME=VALUE`` lines (only
-  ``trusted.overlay.opaque`` / ``user.overlay.opaque``).  pyostree's
-  ``checkout --process-passthrough-whiteouts`` removes the marker and sets the
-  xattr(s); the real ostree turns it into a whiteout named ``.wh..opq``, which
-  overlayfs hides, so the merged view stays clean either way.
+  ``user.overlay.opaque=y`` on ``userxattr`` mounts).  Where the commit keeps
+  xattrs (bare, bare-user, archive without ``--no-xattrs`` /
+  ``core.disable-xattrs``) the xattr simply stays in the dirmeta, and both
+  checkouts restore it.  Where it cannot (bare-user-only, ``--no-xattrs``,
+  ``core.disable-xattrs``), ``--retarget-whiteouts`` adds the marker file
+  ``.ostree-wh..wh..opq`` (the quoted form of OCI's ``.wh..wh..opq``) to the
+  directory.  An empty marker means ``trusted.overlay.opaque=y``; otherwise it
+  holds ``NAME=VALUE`` lines (only ``trusted.overlay.opaque`` /
+  ``user.overlay.opaque``).  pyostree's ``checkout
+  --process-passthrough-whiteouts`` removes the marker and sets the xattr(s);
+  the real ostree turns it into a whiteout named ``.wh..opq`` instead (it has
+  no notion of the marker).
 * **other special files** (char/block devices, FIFOs, sockets; ostree issue
   2568), only with ``--quote-special-files``: ``NAME`` becomes the regular file
   ``.ostree-dev.NAME`` with the node's permissions/owner/xattrs and the content
@@ -177,7 +178,9 @@ def quote_special(path: str, st: os.stat_result, xattrs: Xattrs, *, whiteouts: b
     return None
 
 
-def _opaque_extras(path: str, dfd: int) -> list[QuotedEntry]:
+def _opaque_extras(path: str, dfd: int, xattrs_kept: bool) -> list[QuotedEntry]:
+    if xattrs_kept:
+        return []  # the dirmeta keeps the opaque xattr itself
     pairs = read_opaque_xattrs(dfd)
     if not pairs:
         return []

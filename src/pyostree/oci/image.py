@@ -26,7 +26,13 @@ from .. import objects as obj
 from ..commit import Metadata, MutableTree, write_commit
 from ..errors import OstreeError
 from ..objects import Commit, FileInfo
-from ..quoting import make_whiteout_at, quoted_kind, restore_opaque_at, restore_special_at
+from ..quoting import (
+    OPAQUE_XATTRS,
+    make_whiteout_at,
+    quoted_kind,
+    restore_opaque_at,
+    restore_special_at,
+)
 from ..repo import Repo
 from .layer import import_layer_stream
 from .source import ImageSource, open_image
@@ -137,15 +143,21 @@ def _clear(t: MutableTree) -> None:
         t.remove(n)
 
 
+_OPAQUE_NAMES = {n.encode() + b"\0" for n in OPAQUE_XATTRS}
+
+
 def _apply_layer(repo: Repo, merged: MutableTree, contents: str, meta: str, path: str,
                  implicit: set[str]) -> None:
+    dm = repo.load_dirmeta(meta)
+    is_opaque = any(x[0] in _OPAQUE_NAMES for x in dm.xattrs)
+    if is_opaque:  # the flattened rootfs has no use for overlayfs xattrs
+        meta = repo.write_dirmeta(obj.DirMeta(dm.uid, dm.gid, dm.mode,
+                                              [x for x in dm.xattrs if x[0] not in _OPAQUE_NAMES]))
     if path not in implicit or merged.metadata_checksum is None:
         merged.metadata_checksum = meta
     tree = repo.load_dirtree(contents)
-    if any(n == "" for n, _ in tree.files):
-        raise OstreeError("Invalid empty name")
     quoted = {n: quoted_kind(n) for n, _ in tree.files}
-    if any(k is not None and k[0] == "opaque" for k in quoted.values()):
+    if is_opaque or any(k is not None and k[0] == "opaque" for k in quoted.values()):
         _clear(merged)
     for name, csum in tree.files:
         k = quoted[name]

@@ -4,7 +4,9 @@ The layer's tar stream is read once: the raw blob is hashed (blob digest),
 decompressed (gzip, zstd or none, detected by magic), hashed again (diff_id)
 and parsed as tar; every entry is checked and stored as content objects into
 an in-memory tree.  OCI ``.wh.NAME`` entries become ``.ostree-wh.NAME`` files
-and ``.wh..wh..opq`` becomes the opaque marker (see :mod:`pyostree.quoting`), so
+and ``.wh..wh..opq`` makes the directory opaque: ``trusted.overlay.opaque=y`` in
+its dirmeta, or the opaque marker where the repository keeps no xattrs (see
+:mod:`pyostree.quoting`), so
 the commit is the layer exactly as an overlayfs lower dir needs it.
 
 Refused, naming the entry: absolute paths, ``..`` components, entries written
@@ -141,6 +143,22 @@ class _Builder:
         self.root.metadata_checksum = self._dirmeta(*_DEFAULT_DIR, [])
         self.implicit: set[str] = {"/"}
         self.regular: dict[str, str] = {}  # path -> checksum, for hardlinks
+        self.opaque: set[tuple[str, ...]] = set()
+
+    def finish(self) -> None:
+        """Set ``trusted.overlay.opaque=y`` on the dirmeta of opaque directories."""
+        for parts in sorted(self.opaque):
+            t = self.root
+            for p in parts:
+                if p not in t.subdirs:
+                    break
+                t = t.ensure_dir(p)
+            else:
+                assert t.metadata_checksum is not None
+                dm = self.repo.load_dirmeta(t.metadata_checksum)
+                xattrs = [x for x in dm.xattrs if obj.xattr_name(x[0]) != b"trusted.overlay.opaque"]
+                xattrs = obj.normalize_xattrs([*xattrs, (b"trusted.overlay.opaque", b"y")])
+                t.metadata_checksum = self.repo.write_dirmeta(DirMeta(dm.uid, dm.gid, dm.mode, xattrs))
 
     # -- helpers ------------------------------------------------------------
     def _err(self, entry: str, why: str) -> OstreeError:
@@ -249,6 +267,9 @@ class _Builder:
         if name == OCI_OPAQUE:
             if not m.isreg():
                 raise self._err(entry, "opaque whiteout is not a regular file")
+            if self.keep_xattrs:  # the dirmeta carries the xattr itself (see finish())
+                self.opaque.add(tuple(parts[:-1]))
+                return
             info = self._info(stat.S_IFREG, m, [])
             info.mode = stat.S_IFREG | 0o644
             self._put_file(parent, OPAQUE_MARKER, self.repo.write_content(info, b""))
@@ -353,6 +374,7 @@ def import_layer_stream(repo: Repo, raw: VerifyingReader, diff_id: str, *, speci
         with tarfile.open(fileobj=hashed, mode="r|", tarinfo=_SafeTarInfo) as tf:  # type: ignore[call-overload]
             for m in tf:
                 b.add(m, tf)
+        b.finish()
         got = hashed.drain()
         blob = raw.finish()
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
