@@ -458,3 +458,47 @@ def test_single_layer_mount(tmp_path: Path) -> None:
             (Path(res.merged) / "new").write_text("read-only")
     finally:
         _umount(Path(res.merged))
+
+
+@needs_overlayfs
+@pytest.mark.parametrize("mode", ["bare", "bare-user-only"])
+def test_same_layer_whiteouts_and_opaque_marker_route(tmp_path: Path, mode: str) -> None:
+    """A whiteout next to a new entry of the same name only hides the lower layers (OCI spec)."""
+    l0 = make_tar([entry("a", data=b"old a"), entry("d/", tarfile.DIRTYPE), entry("d/old", data=b"o"),
+                   entry("o/", tarfile.DIRTYPE), entry("o/old", data=b"o")])
+    l1 = make_tar([entry(".wh.a"), entry("a", data=b"new a"), entry(".wh.d"), entry("d/", tarfile.DIRTYPE),
+                   entry("d/new", data=b"n"), entry("o/", tarfile.DIRTYPE), entry("o/.wh..wh..opq"),
+                   entry("o/new", data=b"n")])
+    build_layout(tmp_path / "img", [(l0, "gzip"), (l1, "gzip")])
+    repo = new_repo(tmp_path, mode)
+    import_image(repo, f"oci:{tmp_path}/img:t", "img")
+    res = checkout_layers(repo, "img", str(tmp_path / "co"), mount=True)
+    try:
+        merged = Path(res.merged)
+        assert (merged / "a").read_bytes() == b"new a"
+        assert os.listdir(merged / "d") == ["new"] and os.listdir(merged / "o") == ["new"]
+    finally:
+        _umount(Path(res.merged))
+    top = tmp_path / "co/layers/1"
+    assert sorted(os.listdir(top)) == ["a", "d", "o"]
+    for d in ("d", "o"):
+        assert os.getxattr(top / d, "trusted.overlay.opaque") == b"y"
+        assert quoting.OPAQUE_MARKER not in os.listdir(top / d)
+    from pyostree.oci import checkout_tree
+    checkout_tree(repo, "img", str(tmp_path / "flat"))
+    assert os.listdir(tmp_path / "flat/d") == ["new"] and os.listdir(tmp_path / "flat/o") == ["new"]
+    with pytest.raises(OSError):
+        os.getxattr(tmp_path / "flat/o", "trusted.overlay.opaque")
+
+
+def test_checkout_of_non_image_refused(tmp_path: Path, py) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/f").write_text("x")
+    py("init", f"--repo={tmp_path}/r", "--mode=archive")
+    py("commit", f"--repo={tmp_path}/r", "-b", "plain", tmp_path / "t")
+    r = py(f"--repo={tmp_path}/r", "container", "checkout", "plain", tmp_path / "co", check=False)
+    assert r.rc == 1 and "is not a container image" in r.err
+    r = py(f"--repo={tmp_path}/r", "container", "import", f"oci:{tmp_path}/nope", "x", check=False)
+    assert r.rc == 1 and r.err == f"error: {tmp_path}/nope: not a directory\n"
+    r = py(f"--repo={tmp_path}/r", "container", "import", "docker://busybox", "x", check=False)
+    assert r.rc == 1 and "Unsupported transport 'docker'" in r.err

@@ -144,16 +144,39 @@ class _Builder:
         self.implicit: set[str] = {"/"}
         self.regular: dict[str, str] = {}  # path -> checksum, for hardlinks
         self.opaque: set[tuple[str, ...]] = set()
+        self.whiteouts: list[tuple[tuple[str, ...], str]] = []
+
+    def _node(self, parts: tuple[str, ...]) -> MutableTree | None:
+        t = self.root
+        for p in parts:
+            if p not in t.subdirs:
+                return None
+            t = t.ensure_dir(p)
+        return t
 
     def finish(self) -> None:
-        """Set ``trusted.overlay.opaque=y`` on the dirmeta of opaque directories."""
+        """Resolve same-layer whiteouts; set ``trusted.overlay.opaque=y`` on opaque dirs' dirmeta."""
+        # OCI: a whiteout only hides lower layers.  When this layer also has the
+        # name, the whiteout goes (an overlay dir cannot hold both); a directory
+        # of that name then hides the lower one by being opaque.
+        for pparts, target in self.whiteouts:
+            t = self._node(pparts)
+            wname = WHITEOUT_PREFIX + target
+            if t is None or wname not in t.files:
+                continue
+            if target in t.files:
+                t.remove(wname)
+            elif target in t.subdirs:
+                t.remove(wname)
+                if self.keep_xattrs:
+                    self.opaque.add((*pparts, target))
+                else:
+                    sub = t.ensure_dir(target)
+                    info = FileInfo(stat.S_IFREG | 0o644)
+                    sub.replace_file(OPAQUE_MARKER, self.repo.write_content(info, b""))
         for parts in sorted(self.opaque):
-            t = self.root
-            for p in parts:
-                if p not in t.subdirs:
-                    break
-                t = t.ensure_dir(p)
-            else:
+            t = self._node(parts)
+            if t is not None:
                 assert t.metadata_checksum is not None
                 dm = self.repo.load_dirmeta(t.metadata_checksum)
                 xattrs = [x for x in dm.xattrs if obj.xattr_name(x[0]) != b"trusted.overlay.opaque"]
@@ -282,6 +305,7 @@ class _Builder:
                 raise self._err(entry, "whiteout is not a regular file")
             info = self._info(stat.S_IFREG, m, self._xattrs(m))
             self._put_file(parent, WHITEOUT_PREFIX + target, self.repo.write_content(info, b""))
+            self.whiteouts.append((tuple(parts[:-1]), target))
             return
         if m.issym():
             target = m.linkname
