@@ -215,7 +215,18 @@ class KeyFile:
         return False
 
     def remove_group(self, group: str) -> bool:
-        return self._groups.pop(group, None) is not None
+        if group not in self._groups:
+            return False
+        # GKeyFile keeps the blank and comment lines above a group with that group,
+        # so they go with it: strip them from the end of the previous group.
+        names = list(self._groups)
+        i = names.index(group)
+        if i > 0:
+            prev = self._groups[names[i - 1]]
+            while prev and prev[-1][0] == "raw":
+                prev.pop()
+        del self._groups[group]
+        return True
 
     def items(self, group: str) -> Iterator[tuple[str, str]]:
         for kind, k, _raw in self._groups.get(group, []):
