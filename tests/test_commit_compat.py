@@ -47,10 +47,15 @@ def _cwd(path: Path | None) -> Iterator[None]:
 
 def pyrun(*args: str | os.PathLike[str], cwd: Path | None = None, check: bool = True) -> Result:
     """Run the pyostree CLI in this process."""
-    out, err = io.StringIO(), io.StringIO()
+    out_b, err_b = io.BytesIO(), io.BytesIO()
+    out = io.TextIOWrapper(out_b, encoding="utf-8", errors="surrogateescape", write_through=True)
+    err = io.TextIOWrapper(err_b, encoding="utf-8", errors="backslashreplace", write_through=True)
     with _cwd(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = py_main([str(a) for a in args])
-    res = Result(subprocess.CompletedProcess([], rc, out.getvalue(), err.getvalue()))
+        out.flush()
+        err.flush()
+    res = Result(subprocess.CompletedProcess([], rc, out_b.getvalue().decode("utf-8", "replace"),
+                                             err_b.getvalue().decode("utf-8", "replace")))
     if check and rc != 0:
         raise AssertionError(f"pyostree {' '.join(map(str, args))} failed: {res}")
     return res
