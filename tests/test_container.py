@@ -404,6 +404,7 @@ UNSAFE = [
     ("oversized-pax", [entry("big", data=b"x", pax={"comment": "A" * (2 << 20)})], "big",
      "Oversized tar header"),
     ("long-component", [entry("d/" + "n" * 300, data=b"x")], "nnnn", "longer than 255"),
+    ("too-deep", [entry("a/" * 300 + "f", data=b"x")], "a/a/a/", "deeper than 255 directories"),
 ]
 
 
@@ -502,3 +503,25 @@ def test_checkout_of_non_image_refused(tmp_path: Path, py) -> None:
     assert r.rc == 1 and r.err == f"error: {tmp_path}/nope: not a directory\n"
     r = py(f"--repo={tmp_path}/r", "container", "import", "docker://busybox", "x", check=False)
     assert r.rc == 1 and "Unsupported transport 'docker'" in r.err
+
+
+@needs_overlayfs
+def test_userxattr_checkout_and_mount(tmp_path: Path, py) -> None:
+    l0 = make_tar([entry("o/", tarfile.DIRTYPE), entry("o/old", data=b"o"), entry("gone", data=b"g")])
+    l1 = make_tar([entry("o/", tarfile.DIRTYPE), entry("o/.wh..wh..opq"), entry("o/new", data=b"n"),
+                   entry(".wh.gone")])
+    build_layout(tmp_path / "img", [(l0, "none"), (l1, "none")])
+    py("init", f"--repo={tmp_path}/r", "--mode=bare-user-only")  # the marker route
+    py(f"--repo={tmp_path}/r", "container", "import", f"oci:{tmp_path}/img:t", "img")
+    out = py(f"--repo={tmp_path}/r", "container", "checkout", "--userxattr", "img", tmp_path / "co").out
+    assert out.startswith("mount -t overlay overlay -o ro,userxattr,lowerdir=")
+    top = tmp_path / "co/layers/1"
+    assert os.getxattr(top / "o", "user.overlay.opaque") == b"y"
+    with pytest.raises(OSError):
+        os.getxattr(top / "o", "trusted.overlay.opaque")
+    merged = tmp_path / "co/merged"
+    subprocess.run(out.split(), check=True)
+    try:
+        assert sorted(os.listdir(merged)) == ["o"] and os.listdir(merged / "o") == ["new"]
+    finally:
+        _umount(merged)

@@ -254,9 +254,15 @@ def restore_special_at(dfd: int, name: str, info: FileInfo, content: bytes, *,
     _set_owner_mode_xattrs(dfd, name, info.mode, info.uid, info.gid, info.xattrs, set_owner=set_owner)
 
 
-def restore_opaque_at(dir_fd: int, content: bytes, where: str = OPAQUE_MARKER) -> None:
-    """Mark directory *dir_fd* opaque as its marker (content *content*) records."""
+def restore_opaque_at(dir_fd: int, content: bytes, where: str = OPAQUE_MARKER, *,
+                      userxattr: bool = False) -> None:
+    """Mark directory *dir_fd* opaque as its marker (content *content*) records.
+
+    With *userxattr*, ``trusted.overlay.opaque`` is written as ``user.overlay.opaque``.
+    """
     for name, value in parse_opaque_marker(content, where):
+        if userxattr:
+            name = name.replace("trusted.", "user.", 1)
         try:
             os.setxattr(dir_fd, name, value)
         except OSError as e:

@@ -14,6 +14,7 @@ IMPORT_OPTIONS = [
 ]
 CHECKOUT_OPTIONS = [
     Opt("mount", None, FLAG, "Mount the layers read-only with overlayfs at DEST/merged"),
+    Opt("userxattr", None, FLAG, "Write user.overlay.* instead of trusted.overlay.* xattrs (overlayfs userxattr)"),
 ]
 USAGE = """Usage:
   pyostree container SUBCOMMAND [OPTION…]
@@ -47,7 +48,7 @@ def _checkout(ctx: Context, argv: list[str]) -> int:
     from ..oci import checkout_layers
 
     repo = Repo.open(ctx.find_repo_path())
-    res = checkout_layers(repo, args[0], args[1], mount=o.mount)
+    res = checkout_layers(repo, args[0], args[1], mount=o.mount, userxattr=o.userxattr)
     if res.mounted:
         print(f"Mounted {len(res.layers)} layers at {res.merged}")
     else:

@@ -46,6 +46,7 @@ MD_CONFIG = "pyostree.container.config"
 MD_DIFF_ID = "pyostree.container.diff-id"
 MD_BLOB_DIGEST = "pyostree.container.blob-digest"
 MD_IMPLICIT = "pyostree.container.implicit-dirs"
+MAX_DEPTH = 256  # OSTREE_MAX_RECURSION
 
 __all__ = ["ImportResult", "checkout_layers", "flatten_layers", "import_image", "layer_ref",
            "mount_overlay", "overlay_mount_command"]
@@ -148,6 +149,8 @@ _OPAQUE_NAMES = {n.encode() + b"\0" for n in OPAQUE_XATTRS}
 
 def _apply_layer(repo: Repo, merged: MutableTree, contents: str, meta: str, path: str,
                  implicit: set[str]) -> None:
+    if path.count("/") > MAX_DEPTH:
+        raise OstreeError(f"Exceeded maximum recursion depth of {MAX_DEPTH} at {path}")
     dm = repo.load_dirmeta(meta)
     is_opaque = any(x[0] in _OPAQUE_NAMES for x in dm.xattrs)
     if is_opaque:  # the flattened rootfs has no use for overlayfs xattrs
@@ -214,7 +217,17 @@ def _set_meta(dfd: int, name: str | None, info: FileInfo, set_owner: bool, is_li
         raise OstreeError(f"Setting metadata of {name or '.'}: {e.strerror}", errno=e.errno) from None
 
 
-def _checkout_dir(repo: Repo, contents: str, meta: str, dfd: int, set_owner: bool) -> None:
+def _user_overlay(xattrs: obj.Xattrs) -> obj.Xattrs:
+    """``trusted.overlay.*`` -> ``user.overlay.*`` (overlayfs ``userxattr`` mounts)."""
+    pre = b"trusted.overlay."
+    return obj.normalize_xattrs((b"user.overlay." + n[len(pre):] if n.startswith(pre) else n, v)
+                                for n, v in xattrs)
+
+
+def _checkout_dir(repo: Repo, contents: str, meta: str, dfd: int, set_owner: bool,
+                  userxattr: bool = False, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise OstreeError(f"Exceeded maximum recursion depth of {MAX_DEPTH}")
     tree = repo.load_dirtree(contents)
     opaque: bytes | None = None
     for name, csum in tree.files:
@@ -252,17 +265,21 @@ def _checkout_dir(repo: Repo, contents: str, meta: str, dfd: int, set_owner: boo
         os.mkdir(name, 0o700, dir_fd=dfd)
         sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
-            _checkout_dir(repo, tc, mc, sub, set_owner)
+            _checkout_dir(repo, tc, mc, sub, set_owner, userxattr, depth + 1)
         finally:
             os.close(sub)
     dm = repo.load_dirmeta(meta)
-    _set_meta(dfd, None, FileInfo(dm.mode, dm.uid, dm.gid, 0, "", dm.xattrs), set_owner)
+    xattrs = _user_overlay(dm.xattrs) if userxattr else dm.xattrs
+    _set_meta(dfd, None, FileInfo(dm.mode, dm.uid, dm.gid, 0, "", xattrs), set_owner)
     if opaque is not None:
-        restore_opaque_at(dfd, opaque)
+        restore_opaque_at(dfd, opaque, userxattr=userxattr)
 
 
-def checkout_tree(repo: Repo, rev: str, dest: str) -> None:
-    """Write commit *rev* to the new directory *dest*, unquoting whiteouts, opaque dirs, nodes."""
+def checkout_tree(repo: Repo, rev: str, dest: str, *, userxattr: bool = False) -> None:
+    """Write commit *rev* to the new directory *dest*, unquoting whiteouts, opaque dirs, nodes.
+
+    With *userxattr*, overlayfs xattrs are written as ``user.overlay.*``.
+    """
     csum = refs.resolve_rev(repo, rev)
     assert csum is not None
     c = repo.load_commit(csum)
@@ -272,7 +289,7 @@ def checkout_tree(repo: Repo, rev: str, dest: str) -> None:
         raise OstreeError(f"mkdir {dest}: {e.strerror}", errno=e.errno) from None
     dfd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _checkout_dir(repo, c.root_contents, c.root_meta, dfd, os.geteuid() == 0)
+        _checkout_dir(repo, c.root_contents, c.root_meta, dfd, os.geteuid() == 0, userxattr)
     finally:
         os.close(dfd)
 
@@ -281,17 +298,19 @@ def _escape_lower(p: str) -> str:
     return p.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
-def overlay_options(lowers_top_first: list[str]) -> str:
-    return "ro,lowerdir=" + ":".join(_escape_lower(p) for p in lowers_top_first)
+def overlay_options(lowers_top_first: list[str], userxattr: bool = False) -> str:
+    return ("ro,userxattr," if userxattr else "ro,") + "lowerdir=" + \
+        ":".join(_escape_lower(p) for p in lowers_top_first)
 
 
-def overlay_mount_command(lowers_top_first: list[str], target: str) -> str:
-    return shlex.join(["mount", "-t", "overlay", "overlay", "-o", overlay_options(lowers_top_first), target])
+def overlay_mount_command(lowers_top_first: list[str], target: str, userxattr: bool = False) -> str:
+    return shlex.join(["mount", "-t", "overlay", "overlay", "-o",
+                       overlay_options(lowers_top_first, userxattr), target])
 
 
-def mount_overlay(lowers_top_first: list[str], target: str) -> None:
+def mount_overlay(lowers_top_first: list[str], target: str, userxattr: bool = False) -> None:
     """Mount the read-only overlay of *lowers_top_first* at *target* (mount(2), no subprocess)."""
-    opts = overlay_options(lowers_top_first)
+    opts = overlay_options(lowers_top_first, userxattr)
     if len(opts) >= 4096:
         raise OstreeError(f"overlay mount options too long ({len(opts)} bytes); use shorter paths")
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -308,13 +327,15 @@ class LayersCheckout:
     merged: str
     lowers_top_first: list[str]
     mounted: bool = False
+    userxattr: bool = False
 
     @property
     def mount_command(self) -> str:
-        return overlay_mount_command(self.lowers_top_first, self.merged)
+        return overlay_mount_command(self.lowers_top_first, self.merged, self.userxattr)
 
 
-def checkout_layers(repo: Repo, ref: str, dest: str, *, mount: bool = False) -> LayersCheckout:
+def checkout_layers(repo: Repo, ref: str, dest: str, *, mount: bool = False,
+                    userxattr: bool = False) -> LayersCheckout:
     """``container checkout``: DEST/layers/0..N-1 (bottom first), DEST/merged; mount if asked."""
     csum = refs.resolve_rev(repo, ref)
     assert csum is not None
@@ -335,16 +356,16 @@ def checkout_layers(repo: Repo, ref: str, dest: str, *, mount: bool = False) -> 
     paths = []
     for i, lc in enumerate(layers):
         p = os.path.join(os.path.abspath(dest), "layers", str(i))
-        checkout_tree(repo, lc, p)
+        checkout_tree(repo, lc, p, userxattr=userxattr)
         paths.append(p)
     lowers = list(reversed(paths))
     if len(lowers) < 2:  # a read-only overlay needs two lower dirs
         empty = os.path.join(os.path.abspath(dest), "layers", "empty")
         os.mkdir(empty, 0o755)
         lowers.append(empty)
-    res = LayersCheckout(paths, os.path.join(os.path.abspath(dest), "merged"), lowers)
+    res = LayersCheckout(paths, os.path.join(os.path.abspath(dest), "merged"), lowers, userxattr=userxattr)
     if mount:
-        mount_overlay(lowers, res.merged)
+        mount_overlay(lowers, res.merged, userxattr)
         res.mounted = True
     return res
 

@@ -40,6 +40,7 @@ OCI_WHITEOUT = ".wh."
 OCI_OPAQUE = ".wh..wh..opq"
 MAX_EXT_HEADER = 1 << 20  # pax / GNU long-name headers
 MAX_PATH = 4096
+MAX_DEPTH = 255  # a directory tree ostree can traverse (OSTREE_MAX_RECURSION is 256)
 _IN_MEMORY = 8 << 20
 _DEFAULT_DIR = (0o40755, 0, 0)
 
@@ -267,6 +268,8 @@ class _Builder:
                                                         self._xattrs(m))
             self.implicit.discard("/")
             return
+        if len(parts) > MAX_DEPTH:
+            raise self._err(entry, f"deeper than {MAX_DEPTH} directories")
         for p in parts:
             if len(p.encode()) > 255:
                 raise self._err(entry, "name component longer than 255 bytes")
