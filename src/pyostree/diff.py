@@ -37,6 +37,8 @@ def checksum_local(path: str, *, ignore_xattrs: bool = False, owner_uid: int = -
     try:
         st = os.lstat(path)
     except OSError as e:
+        if ignore_xattrs:  # ostree_checksum_file_at
+            raise OstreeError(f"fstatat({path}): {e.strerror}", errno=e.errno) from None
         raise OstreeError(f"Error when getting information for file “{os.path.abspath(path)}”: "
                           f"{e.strerror}", errno=e.errno) from None
     uid = owner_uid if owner_uid >= 0 else st.st_uid

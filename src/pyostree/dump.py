@@ -83,12 +83,12 @@ def format_object(objtype: str, checksum: str, type_string: str, data: bytes, *,
 
 
 def format_size(n: int) -> str:
-    """``g_format_size``: SI units with one decimal (``1.2 kB``), bytes below 1000."""
+    """``g_format_size``: SI units with one decimal (``1.2\xa0kB``, a no-break space), bytes below 1000."""
     if n < 1000:
         return "1 byte" if n == 1 else f"{n} bytes"
     value = float(n)
     for unit in ("kB", "MB", "GB", "TB", "PB", "EB"):
         value /= 1000.0
         if value < 1000.0 or unit == "EB":
-            return f"{value:.1f} {unit}"
+            return f"{value:.1f}\xa0{unit}"
     return f"{n} bytes"

@@ -200,7 +200,7 @@ def regenerate_summary(repo: Repo, additional_metadata: Metadata | None = None) 
 
 def _iso8601_local(secs: int) -> str:
     try:
-        d = _dt.datetime.fromtimestamp(secs, _dt.timezone.utc).astimezone()
+        d = _dt.datetime.fromtimestamp(secs, _dt.UTC).astimezone()
     except (OverflowError, OSError, ValueError):
         return "invalid"
     off = d.utcoffset() or _dt.timedelta(0)
@@ -272,7 +272,7 @@ def format_summary(data: bytes, *, raw: bool = False) -> str:
         elif k == KEY_COLLECTION_MAP:
             lines.append(f"Collection Map ({k}): (printed above)")
         elif k == KEY_MODE and v.type == "s":
-            mode = v.value if v.value in _MODES else f"Invalid (‘{v.value}’)"
+            mode = v.value if v.value in _MODES else f"Invalid (‘{v.value}’)"  # noqa: RUF001
             lines.append(f"Repository Mode ({k}): {mode}")
         elif k == KEY_TOMBSTONE_COMMITS and v.type == "b":
             lines.append(f"Has Tombstone Commits ({k}): {'Yes' if v.value else 'No'}")

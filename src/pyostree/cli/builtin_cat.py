@@ -14,7 +14,7 @@ SUMMARY = "Concatenate contents of files"
 
 
 def run(ctx: Context, argv: list[str]) -> int:
-    o, args = parse(argv, [], USAGE, SUMMARY)
+    _, args = parse(argv, [], USAGE, SUMMARY)
     repo = ctx.open_repo()
     if len(args) < 2:
         raise usage_fail("A COMMIT and at least one PATH argument are required", USAGE, SUMMARY, [])
@@ -23,6 +23,6 @@ def run(ctx: Context, argv: list[str]) -> int:
     for p in args[1:]:
         node = follow(root, resolve(root, root, p))
         with node.open() as f:
-            shutil.copyfileobj(f, sys.stdout.buffer)  # type: ignore[misc]
+            shutil.copyfileobj(f, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     return 0

@@ -42,6 +42,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     if o.stats:
         rev_a = repo.resolve_rev(src)
         rev_b = repo.resolve_rev(target)
+        assert rev_a is not None and rev_b is not None
         ra = reachable_objects(repo, rev_a)
         rb = reachable_objects(repo, rev_b)
         common = ra & rb

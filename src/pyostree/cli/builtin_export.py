@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import OstreeError
 from ..export import export_to_path
+from ..repo import Repo
 from .main import Context
 from .options import FLAG, STRING, Opt, parse
 
@@ -20,7 +21,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, "export [OPTION…] COMMIT", "Stream COMMIT to stdout in tar format")
     if o.repo:
         ctx.repo_path = o.repo
-    repo = ctx.open_repo()
+    repo: Repo = ctx.open_repo()  # type: ignore[no-untyped-call]
     if not args:
         raise OstreeError("A COMMIT argument is required")
     export_to_path(repo, args[0], o.output, subpath=o.subpath, prefix=o.prefix)

@@ -6,6 +6,7 @@ import sys
 
 from ..errors import OstreeError
 from ..prune import PruneOptions, parse_branch_depth, parse_date, prune, summary_lines
+from ..repo import Repo
 from .main import Context
 from .options import FLAG, INT, STRING, STRINGS, Opt, parse
 
@@ -29,7 +30,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "prune [OPTION…]", "Search for unreachable objects")
     if o.repo:
         ctx.repo_path = o.repo
-    repo = ctx.open_repo()
+    repo: Repo = ctx.open_repo()  # type: ignore[no-untyped-call]
     if o.delete_commit and o.no_prune:
         raise OstreeError("Cannot specify both --delete-commit and --no-prune")
     if o.static_deltas_only:

@@ -6,6 +6,7 @@ import sys
 
 from ..errors import OstreeError
 from ..pull_local import format_size, pull_local
+from ..repo import Repo
 from .main import Context
 from .options import FLAG, INT, STRING, Opt, parse
 
@@ -29,7 +30,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, "pull-local [OPTION…] SRC_REPO [REFS...]", "Copy data from SRC_REPO")
     if o.repo:
         ctx.repo_path = o.repo
-    repo = ctx.open_repo()
+    repo: Repo = ctx.open_repo()  # type: ignore[no-untyped-call]
     if not args:
         raise OstreeError("DESTINATION must be specified")
     if o.gpg_verify or o.gpg_verify_summary:

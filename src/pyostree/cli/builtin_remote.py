@@ -46,7 +46,7 @@ def _open(ctx: Context, o: Options) -> Repo:
         from ..repo import Repo as _Repo
 
         return _Repo.open(f"{o.sysroot.rstrip('/')}/ostree/repo")
-    return ctx.open_repo()  # type: ignore[no-any-return]
+    return ctx.open_repo()
 
 
 def _add(ctx: Context, argv: list[str]) -> int:
@@ -136,7 +136,7 @@ def _delete(ctx: Context, argv: list[str]) -> int:
 
 def _show_url(ctx: Context, argv: list[str]) -> int:
     usage, summary = "remote show-url [OPTION…] NAME", "Show remote repository URL"
-    o, args = parse(argv, [], usage, summary)
+    _, args = parse(argv, [], usage, summary)
     repo = ctx.open_repo()
     if not args:
         raise usage_fail("NAME must be specified", usage, summary, [])
@@ -146,7 +146,7 @@ def _show_url(ctx: Context, argv: list[str]) -> int:
 
 def _list(ctx: Context, argv: list[str]) -> int:
     specs = [Opt("show-urls", "u", FLAG, "Show remote URLs in list")]
-    o, args = parse(argv, specs, "remote list [OPTION…]", "List remote repository names")
+    o, _ = parse(argv, specs, "remote list [OPTION…]", "List remote repository names")
     repo = ctx.open_repo()
     names = list(remotes.list_remotes(repo))
     if o.show_urls:

@@ -13,7 +13,7 @@ SUMMARY = "Reset a REF to a previous COMMIT"
 
 
 def run(ctx: Context, argv: list[str]) -> int:
-    o, args = parse(argv, [], USAGE, SUMMARY)
+    _, args = parse(argv, [], USAGE, SUMMARY)
     repo = ctx.open_repo()
     if len(args) < 2:
         raise usage_fail("A REF and COMMIT argument is required", USAGE, SUMMARY, [])

@@ -97,6 +97,12 @@ def _print_file(repo: Repo, checksum: str) -> None:
     print("\n".join(out))
 
 
+def _resolve(repo: Repo, rev: str) -> str:
+    csum = _resolve(repo, rev)
+    assert csum is not None
+    return csum
+
+
 def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, USAGE, SUMMARY)
     repo = ctx.open_repo()
@@ -106,10 +112,10 @@ def run(ctx: Context, argv: list[str]) -> int:
     if o.print_metadata_key or o.print_detached_metadata_key:
         detached = o.print_detached_metadata_key is not None
         key = o.print_detached_metadata_key if detached else o.print_metadata_key
-        csum = repo.resolve_rev(rev)
+        csum = _resolve(repo, rev)
         _print_metadata_key(repo, csum, detached, key, bool(o.no_byteswap))
     elif o.print_related:
-        csum = repo.resolve_rev(rev)
+        csum = _resolve(repo, rev)
         for name, c in repo.load_commit(csum).related:
             print(f"{name} {bytes(c).hex()}")
     elif o.print_variant_type:
@@ -130,9 +136,9 @@ def run(ctx: Context, argv: list[str]) -> int:
             raise OstreeError(f"{rev}: {e}") from None
         print(dump_variant(o.print_variant_type, value))
     elif o.print_sizes:
-        _print_sizes(repo, repo.resolve_rev(rev))
+        _print_sizes(repo, _resolve(repo, rev))
     elif not obj.is_valid_checksum(rev):
-        csum = repo.resolve_rev(rev)
+        csum = _resolve(repo, rev)
         _print_object(repo, ObjectType.COMMIT, csum, bool(o.raw), bool(o.no_byteswap))
     else:
         for t in (ObjectType.COMMIT, ObjectType.DIR_META, ObjectType.DIR_TREE):

@@ -6,7 +6,13 @@ import sys
 
 from .. import gvariant
 from ..errors import OstreeError
-from ..summary import Metadata, format_summary, read_summary, regenerate_summary, write_metadata_commit
+from ..summary import (
+    Metadata,
+    format_summary,
+    read_summary,
+    regenerate_summary,
+    write_metadata_commit,
+)
 from .main import Context
 from .options import FLAG, STRING, STRINGS, Opt, parse
 
@@ -31,13 +37,13 @@ def _additional_metadata(args: list[str]) -> Metadata:
         try:
             value = gvariant.parse_text(text)
         except gvariant.GVariantError as e:
-            raise OstreeError(f"Error parsing variant ‘{text}’: {e}") from None
+            raise OstreeError(f"Error parsing variant ‘{text}’: {e}") from None  # noqa: RUF001
         out.append((key, value))
     return out
 
 
 def run(ctx: Context, argv: list[str]) -> int:
-    o, args = parse(argv, OPTIONS, "summary [OPTION…]", "Manage summary metadata")
+    o, _ = parse(argv, OPTIONS, "summary [OPTION…]", "Manage summary metadata")
     repo = ctx.open_repo()
     if o.update:
         if o.gpg_sign or o.sign:

@@ -12,9 +12,13 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import OSTREE_COMPAT_VERSION
 from ..errors import OstreeError
+
+if TYPE_CHECKING:
+    from ..repo import Repo
 
 # name -> (module, summary); order is the order `--help` lists them
 COMMANDS: dict[str, str] = {
@@ -77,7 +81,7 @@ class Context:
             return sysroot_repo
         raise OstreeError("Command requires a --repo argument")
 
-    def open_repo(self):  # type: ignore[no-untyped-def]
+    def open_repo(self) -> Repo:
         from ..repo import Repo
 
         return Repo.open(self.find_repo_path())
