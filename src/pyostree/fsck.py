@@ -29,6 +29,8 @@ ObjectName = tuple[str, ObjectType]
 
 _CHUNK = 1 << 20
 _PERM_BITS = 0o7777
+# ostree's messages use typographic quotes and an en dash
+_LQ, _RQ, _EN = "\u2018", "\u2019", "\u2013"
 
 
 # ---------------------------------------------------------------------------
@@ -342,15 +344,15 @@ def verify_bindings(collection_id: str | None, ref_name: str | None, commit: Com
             return
         raise OstreeError("Expected commit metadata to have ref binding information, found none")
     if ref_name is not None and ref_name not in refs:
-        refs_str = ", ".join(f"‘{r}’" for r in refs) if refs else "no refs"
-        raise OstreeError(f"Commit has no requested ref ‘{ref_name}’ in ref binding metadata ({refs_str})")
+        refs_str = ", ".join(f"{_LQ}{r}{_RQ}" for r in refs) if refs else "no refs"
+        raise OstreeError(f"Commit has no requested ref {_LQ}{ref_name}{_RQ} in ref binding metadata ({refs_str})")
     if collection_id is not None:
         cb = _md_strings(commit, "ostree.collection-binding")
         if cb is None:
             raise OstreeError("Expected commit metadata to have collection ID binding information, found none")
         if cb[0] != collection_id:
-            raise OstreeError(f"Commit has collection ID ‘{cb[0]}’ in collection binding metadata, "
-                              f"while the remote it came from has collection ID ‘{collection_id}’")
+            raise OstreeError(f"Commit has collection ID {_LQ}{cb[0]}{_RQ} in collection binding metadata, "
+                              f"while the remote it came from has collection ID {_LQ}{collection_id}{_RQ}")
 
 
 def list_collection_refs(repo: Repo) -> list[tuple[str, str, str]]:
@@ -475,18 +477,18 @@ class _Fsck:
                     target = _refs.resolve_rev(self.repo, ref, True)
                 if target is None:
                     if cid is not None:
-                        raise OstreeError(f"Collection–ref ({cid}, {ref}) in bindings for commit {checksum} "
+                        raise OstreeError(f"Collection{_EN}ref ({cid}, {ref}) in bindings for commit {checksum} "
                                           "does not exist")
-                    raise OstreeError(f"Ref ‘{ref}’ in bindings for commit {checksum} does not exist")
+                    raise OstreeError(f"Ref {_LQ}{ref}{_RQ} in bindings for commit {checksum} does not exist")
                 if target != checksum:
                     if cid is not None:
-                        raise OstreeError(f"Collection–ref ({cid}, {ref}) in bindings for commit {checksum} "
+                        raise OstreeError(f"Collection{_EN}ref ({cid}, {ref}) in bindings for commit {checksum} "
                                           "does not resolve to that commit")
-                    raise OstreeError(f"Ref ‘{ref}’ in bindings for commit {checksum} "
+                    raise OstreeError(f"Ref {_LQ}{ref}{_RQ} in bindings for commit {checksum} "
                                       "does not resolve to that commit")
-        if self.opts.add_tombstones and commit.parent:
-            if not self.repo.has_object(ObjectType.COMMIT, commit.parent):
-                tombstones.append(checksum)
+        if (self.opts.add_tombstones and commit.parent
+                and not self.repo.has_object(ObjectType.COMMIT, commit.parent)):
+            tombstones.append(checksum)
 
     def run(self) -> int:
         """Returns the number of commits verified; raises on corruption."""

@@ -247,23 +247,23 @@ def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remo
                 targets.append((name, None))
                 continue
             _r, ref = _refs.parse_refspec(name)
-            csum = _refs.resolve_rev(src, name, False)
-            assert csum is not None
-            targets.append((csum, ref))
+            resolved = _refs.resolve_rev(src, name, False)
+            assert resolved is not None
+            targets.append((resolved, ref))
         puller = _LocalPuller(dest, src, trusted=not untrusted, commit_only=commit_only, depth=depth,
                               bareuseronly_files=bareuseronly_files)
         before = dest.stats["content_bytes_written"]
         with dest.transaction():
-            for csum, _ref in targets:
-                puller.scan_commit(csum, False)
-            for csum, ref in targets:
-                if ref is not None:
-                    _refs.set_ref(dest, remote, ref, csum)
-                    puller.stats.commits[ref] = csum
+            for target, _ref in targets:
+                puller.scan_commit(target, False)
+            for target, refname in targets:
+                if refname is not None:
+                    _refs.set_ref(dest, remote, refname, target)
+                    puller.stats.commits[refname] = target
                 else:
-                    puller.stats.commits[csum] = csum
-        for csum in puller.scanned_commits:
-            dest.mark_commit_partial(csum, False)
+                    puller.stats.commits[target] = target
+        for done in puller.scanned_commits:
+            dest.mark_commit_partial(done, False)
         puller.stats.content_bytes_written = dest.stats["content_bytes_written"] - before
         return puller.stats
     except OSError as e:

@@ -34,9 +34,9 @@ import stat
 import sys
 import tarfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from . import objects as obj
 from .commit import CommitModifier, FilterResult, MutableTree
@@ -62,14 +62,14 @@ class ArchiveEntry:
     hardlink: str | None = None
     """Name of the member this one is a hardlink to."""
     xattrs: obj.Xattrs | None = None
-    reader: BinaryIO | None = None
+    reader: IO[bytes] | None = None
 
 
 # ---------------------------------------------------------------------------
 # archive readers
 
 
-def _xattrs_from_pax(pax: dict[str, str]) -> obj.Xattrs:
+def _xattrs_from_pax(pax: Mapping[str, str]) -> obj.Xattrs:
     found: dict[bytes, bytes] = {}
     for key, value in pax.items():
         if key.startswith("LIBARCHIVE.xattr."):
@@ -198,7 +198,7 @@ def _cpio_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
         elif stat.S_ISREG(mode):
             lim = _Limited(stream, size)
             reader = io.BufferedReader(lim)
-            yield ArchiveEntry(name, mode, uid, gid, size, hardlink=hardlink, reader=reader)  # type: ignore[arg-type]
+            yield ArchiveEntry(name, mode, uid, gid, size, hardlink=hardlink, reader=cast(IO[bytes], reader))
             lim.drain()
             pos += size
         else:
@@ -211,22 +211,22 @@ def _cpio_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
         pos += pad
 
 
-def _decompressed(raw: BinaryIO) -> io.BufferedReader:
-    buf = io.BufferedReader(raw) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
+def _decompressed(raw: IO[bytes]) -> io.BufferedReader:
+    buf = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, raw))
     head = buf.peek(6)[:6]
-    inner: BinaryIO | None = None
+    inner: IO[bytes] | None = None
     if head[:2] == b"\x1f\x8b":
-        inner = gzip.GzipFile(fileobj=buf, mode="rb")  # type: ignore[assignment]
+        inner = cast(IO[bytes], gzip.GzipFile(fileobj=buf, mode="rb"))
     elif head[:3] == b"BZh":
-        inner = bz2.BZ2File(buf, mode="rb")  # type: ignore[assignment]
+        inner = bz2.BZ2File(buf, mode="rb")
     elif head[:6] == b"\xfd7zXZ\x00":
-        inner = lzma.LZMAFile(buf, mode="rb")  # type: ignore[assignment]
+        inner = lzma.LZMAFile(buf, mode="rb")  # noqa: SIM115
     if inner is None:
         return buf
-    return io.BufferedReader(inner)  # type: ignore[arg-type]
+    return io.BufferedReader(cast(io.RawIOBase, inner))
 
 
-def archive_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
+def archive_entries(stream: IO[bytes]) -> Iterator[ArchiveEntry]:
     """Members of a (possibly gzip/bzip2/xz-compressed) tar or cpio stream."""
     buf = _decompressed(stream)
     try:
@@ -234,10 +234,10 @@ def archive_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
     except (OSError, EOFError, lzma.LZMAError) as e:
         raise OstreeError(f"Reading archive: {e}") from None
     if head in (b"070701", b"070702"):
-        return _cpio_entries(buf)  # type: ignore[arg-type]
+        return _cpio_entries(cast(BinaryIO, buf))
     if head[:6] == b"070707" or head[:2] in (b"\xc7\x71", b"\x71\xc7"):
         raise OstreeError("Unsupported cpio format (only newc is supported)")
-    return _tar_entries(buf)  # type: ignore[arg-type]
+    return _tar_entries(cast(BinaryIO, buf))
 
 
 # ---------------------------------------------------------------------------
