@@ -827,7 +827,7 @@ class _Checkout:
                 if ow is OverwriteMode.UNION_IDENTICAL:
                     if self._checksum_at(dfd, name, est) == csum:
                         return
-                    raise OstreeError(f"linkat({name}): File exists", errno=errno.EEXIST)
+                    raise OstreeError("linkat: File exists", errno=errno.EEXIST)
                 if self.o.process_whiteouts:
                     wh.rm_rf_at(dfd, name)
                 else:
@@ -836,7 +836,7 @@ class _Checkout:
         try:
             fd = os.open(target_name, _CREATE_FLAGS, 0o600, dir_fd=dfd)
         except FileExistsError:
-            raise OstreeError(f"linkat({name}): File exists", errno=errno.EEXIST) from None
+            raise OstreeError("linkat: File exists", errno=errno.EEXIST) from None
         except OSError as e:
             raise _err(e, f"open({name})") from None
         try:
