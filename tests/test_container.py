@@ -373,7 +373,11 @@ def test_oci_archive_and_docker_archive(tmp_path: Path) -> None:
             tf.addfile(ti, io.BytesIO(data))
         add(hashlib.sha256(cfg).hexdigest() + ".json", cfg)
         for i, t in enumerate((l0, l1, l2)):
-            add(f"layer{i}/layer.tar", t)
+            add(f"{i}.tar", t)
+            link = tarfile.TarInfo(f"layer{i}/layer.tar")  # as skopeo writes them
+            link.type = tarfile.SYMTYPE
+            link.linkname = f"../{i}.tar"
+            tf.addfile(link)
         add("manifest.json", json.dumps([{"Config": hashlib.sha256(cfg).hexdigest() + ".json",
                                           "RepoTags": ["x:latest"],
                                           "Layers": [f"layer{i}/layer.tar" for i in range(3)]}]).encode())
@@ -525,3 +529,20 @@ def test_userxattr_checkout_and_mount(tmp_path: Path, py) -> None:
         assert sorted(os.listdir(merged)) == ["o"] and os.listdir(merged / "o") == ["new"]
     finally:
         _umount(merged)
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
+def test_skopeo_written_archives(tmp_path: Path) -> None:
+    """docker-archive and oci-archive files as skopeo writes them give the same rootfs."""
+    l0, l1, l2 = _base_layers()
+    build_layout(tmp_path / "img", [(l0, "gzip"), (l1, "gzip"), (l2, "none")])  # docker: no zstd
+    subprocess.run(["skopeo", "copy", f"oci:{tmp_path}/img:t", f"docker-archive:{tmp_path}/d.tar:a/b:c"],
+                   check=True, capture_output=True)
+    subprocess.run(["skopeo", "copy", f"oci:{tmp_path}/img:t", f"oci-archive:{tmp_path}/o.tar:t"],
+                   check=True, capture_output=True)
+    repo = new_repo(tmp_path, "archive")
+    roots = set()
+    for src in (f"oci:{tmp_path}/img:t", f"docker-archive:{tmp_path}/d.tar", f"oci-archive:{tmp_path}/o.tar:t"):
+        c = repo.load_commit(import_image(repo, src, "x").commit)
+        roots.add((c.root_contents, c.root_meta))
+    assert len(roots) == 1

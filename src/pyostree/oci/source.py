@@ -122,7 +122,22 @@ class ImageSource:
             except OSError as e:
                 raise OstreeError(f"Opening {what} ({rel}): {e.strerror}") from None
         assert self._tar is not None
-        m = self._members.get(_norm_member(rel))
+        name = _norm_member(rel)
+        m = self._members.get(name)
+        for _hop in range(8):  # docker-archive: HEX/layer.tar may be a symlink to ../HEX.tar
+            if m is None or not m.issym():
+                break
+            base = name.rsplit("/", 1)[0] if "/" in name else ""
+            parts: list[str] = []
+            for comp in f"{base}/{m.linkname}".split("/"):
+                if comp == "..":
+                    if not parts:
+                        raise OstreeError(f"{what}: {rel} links out of the archive")
+                    parts.pop()
+                elif comp not in ("", "."):
+                    parts.append(comp)
+            name = "/".join(parts)
+            m = self._members.get(name)
         if m is None or not m.isreg():
             raise OstreeError(f"{what}: {rel} not found in archive")
         f = self._tar.extractfile(m)
