@@ -98,7 +98,7 @@ def _print_file(repo: Repo, checksum: str) -> None:
 
 
 def _resolve(repo: Repo, rev: str) -> str:
-    csum = _resolve(repo, rev)
+    csum = repo.resolve_rev(rev)
     assert csum is not None
     return csum
 
