@@ -47,7 +47,7 @@ def py() -> Run:
             sys.stdout.flush()
         finally:
             sys.stdout, sys.stderr = saved
-        out_bytes = out.buffer.getvalue()  # type: ignore[attr-defined]
+        out_bytes = out.buffer.getvalue()
         cp = subprocess.CompletedProcess(argv, rc, out_bytes.decode("utf-8", "replace"), err.getvalue())
         res = Result(cp)
         if check and rc != 0:
@@ -334,6 +334,6 @@ def test_help_and_dispatch(py: Run, c: Run, tmp_path: Path) -> None:
     ext = bindir / "ostree-hello"
     ext.write_text('#!/bin/sh\necho "hello $*"\n')
     ext.chmod(0o755)
-    res = subprocess.run([sys.executable, "-m", "pyostree", "hello", "x"], capture_output=True, text=True,
+    ext_res = subprocess.run([sys.executable, "-m", "pyostree", "hello", "x"], capture_output=True, text=True,
                          env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}, check=True)
-    assert res.stdout == "hello hello x\n"
+    assert ext_res.stdout == "hello hello x\n"
