@@ -417,3 +417,27 @@ def test_library_commit_directory_matches(tmp_path: Path) -> None:
     assert a == b
     pair.fsck()
     shutil.rmtree(tree)
+
+
+@pytest.mark.parametrize("mode", ["bare", "bare-user-only", "bare-user"])
+def test_consume_adopts_files(tmp_path: Path, mode: str) -> None:
+    """--consume moves files into bare / bare-user-only repos instead of copying (basic-test "adopt")."""
+    pair = make_pair(tmp_path, mode)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "eatme.txt").write_text("a file to consume 🍔\n")
+    (tree / "sub" / "eatme.txt").chmod(0o664)
+    saved = tmp_path / "saved-link"
+    os.link(tree / "sub" / "eatme.txt", saved)
+    ct = tmp_path / "ctree"
+    shutil.copytree(tree, ct, symlinks=True)
+    a = crun(f"--repo={pair.c}", "commit", "-b", "x", "--timestamp=2020-01-01", "--consume", ct).out.strip()
+    b = pyrun(f"--repo={pair.py}", "commit", "-b", "x", "--timestamp=2020-01-01", "--consume", tree).out.strip()
+    assert a == b
+    assert not tree.exists()
+    line = crun(f"--repo={pair.py}", "ls", "-C", "x", "/sub/eatme.txt").out.split()
+    csum = line[4]
+    objpath = pair.py / "objects" / csum[:2] / f"{csum[2:]}.file"
+    adopted = os.stat(objpath).st_ino == os.stat(saved).st_ino
+    assert adopted == (mode != "bare-user")
+    pair.fsck()

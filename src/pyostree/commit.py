@@ -8,6 +8,7 @@ permission canonicalization, xattr filtering) to every entry exactly as
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
@@ -293,6 +294,7 @@ class DirectoryCommitter:
         if self.modifier.link_checkout_speedup or self.modifier.devino_canonical:
             self.devino = DevInoCache(repo)
         self._identity = self.modifier.is_identity()
+        self._repo_dev = os.fstat(repo.dfd).st_dev
 
     def _modify(self, path: str, info: FileInfo) -> int:
         if self._identity:
@@ -412,11 +414,46 @@ class DirectoryCommitter:
         try:
             if self.read_xattrs:
                 info.xattrs = list_xattrs(fd)
+            before = (info.mode, info.uid, info.gid)
             if self._modify(path, info) == FilterResult.SKIP:
                 return None
+            if self._can_adopt(st, before, info):
+                return self._adopt(dfd, name, fd, info)
             return repo.write_content(info, src_fd=fd)
         finally:
             os.close(fd)
+
+    def _can_adopt(self, st: os.stat_result, before: tuple[int, int, int], info: FileInfo) -> bool:
+        """ostree's --consume fast path: move the file itself into the repository.
+
+        Only for bare repos when nothing about the file was modified, and for
+        bare-user-only (whose permissions are canonicalized in place).
+        """
+        if not self.modifier.consume or st.st_dev != self._repo_dev:
+            return False
+        if self.repo.mode is RepoMode.BARE:
+            return self.read_xattrs and before == (info.mode, info.uid, info.gid)
+        return self.repo.mode is RepoMode.BARE_USER_ONLY
+
+    def _adopt(self, dfd: int, name: str, fd: int, info: FileInfo) -> str:
+        repo = self.repo
+        h = hashlib.sha256(obj.file_header(info))
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        csum = h.hexdigest()
+        repo.stats["content_total"] += 1
+        if repo.has_object_local(ObjectType.FILE, csum):
+            os.unlink(name, dir_fd=dfd)  # we own the file; the stored object is the same
+            return csum
+        if repo.mode is RepoMode.BARE_USER_ONLY:
+            os.fchmod(fd, info.mode & 0o755)
+        sdfd = repo._stage_prefix_dfd(csum)
+        dest = obj.object_relpath(csum, ObjectType.FILE, repo.is_archive)[len("objects/"):]
+        os.rename(name, dest, src_dir_fd=dfd, dst_dir_fd=sdfd)
+        repo._staged.add(csum + ObjectType.FILE.value)
+        repo.stats["content_written"] += 1
+        repo.stats["content_bytes_written"] += info.size
+        return csum
 
 
 def mtree_from_commit(repo: Repo, rev: str) -> MutableTree:
