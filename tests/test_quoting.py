@@ -277,3 +277,20 @@ def test_overlay_upper_round_trip(tmp_path: Path, py, c) -> None:
     real = tmp_path / "real"
     c("checkout", f"--repo={tmp_path}/r-bare", "--process-passthrough-whiteouts", "up", real)
     assert snapshot(real) == want
+
+
+@needs_root
+def test_skip_list_and_statoverride_name_the_device(tmp_path: Path, py) -> None:
+    tree = tmp_path / "t"
+    tree.mkdir()
+    os.mknod(tree / "skipped", stat.S_IFCHR | 0o600, 0)
+    os.mknod(tree / "chmodded", stat.S_IFCHR | 0o600, 0)
+    (tmp_path / "skip").write_text("/skipped\n")
+    (tmp_path / "so").write_text(f"={0o640} /chmodded\n")  # ostree statoverride modes are decimal
+    py("init", f"--repo={tmp_path}/r")
+    py("commit", f"--repo={tmp_path}/r", "-b", "x", "--retarget-whiteouts", f"--skip-list={tmp_path}/skip",
+       f"--statoverride={tmp_path}/so", tree)
+    assert _names(tmp_path / "r", "x") == {".ostree-wh.chmodded"}
+    out = tmp_path / "co"
+    py("checkout", f"--repo={tmp_path}/r", "--process-passthrough-whiteouts", "x", out)
+    assert _node(out / "chmodded") == ("c", 0o640, 0, 0, 0)

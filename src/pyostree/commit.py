@@ -370,14 +370,15 @@ class DirectoryCommitter:
                     quoted = cb(path, st, xattrs)
                 if quoted is None:
                     raise OstreeError(f"Not a regular file or symlink: {name}")
-                self._add_quoted(mtree, prefix, quoted, {x.name for x in entries}, path)
+                # skip lists and statoverrides name the entry as it is on disk
+                self._add_quoted(mtree, prefix, quoted, {x.name for x in entries}, path, filter_path=path)
 
     def _add_quoted(self, mtree: MutableTree, prefix: str, q: QuotedEntry, names: set[str],
-                    source: str) -> None:
+                    source: str, filter_path: str | None = None) -> None:
         if q.name in names:
             raise OstreeError(f"Quoted name {prefix}{q.name} for {source} conflicts with an existing file")
         q.info.size = len(q.content)
-        if self._modify(prefix + q.name, q.info) == FilterResult.SKIP:
+        if self._modify(filter_path or prefix + q.name, q.info) == FilterResult.SKIP:
             return
         mtree.replace_file(q.name, self.repo.write_content(q.info, q.content))
 
