@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import Result, make_sample_tree, needs_ostree, needs_root
 
 pytestmark = [needs_root, needs_ostree]
@@ -225,7 +226,7 @@ def test_user_mode_strips_setuid_and_copies_unreadable(py: Run, tmp_path: Path,
 def test_errors_like_ostree(py: Run, c: Run, tmp_path: Path, repos: dict[str, tuple[Path, str]],
                             mode: str, args: list[str], msg: str) -> None:
     repo, commit = repos[mode]
-    rp, rc, dp, _ = both(py, c, repo, tmp_path, *args, commit)
+    rp, rc, _dp, _ = both(py, c, repo, tmp_path, *args, commit)
     assert rc.rc == 1 and msg in rc.err
     assert rp.rc == 1 and msg in rp.err, rp
     assert rp.err.count("\n") == 1 or "Usage" in rp.err

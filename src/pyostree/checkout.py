@@ -463,7 +463,7 @@ class _Checkout:
         try:
             dfd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as e:
-            if e.errno == errno.ELOOP:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR) and _is_symlink_at(parent_fd, name):
                 raise OstreeError(
                     f"Refusing to check out into {path or '/'}: it is a symlink in the destination "
                     "(a checkout never follows symlinks out of its destination)") from None
@@ -891,6 +891,13 @@ def _stbuf_equal(a: os.stat_result, b: os.stat_result) -> bool:
     if stat.S_ISREG(a.st_mode) and a.st_size != b.st_size:
         return False
     return a.st_uid == b.st_uid and a.st_gid == b.st_gid
+
+
+def _is_symlink_at(dfd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _unlink_quiet(dfd: int, name: str) -> None:
