@@ -152,25 +152,16 @@ def both(py: Run, c: Run, repo: Path, dest_dir: Path, *args: str) -> tuple[Resul
     return rp, rc, dp, dc
 
 
-FLAG_SETS = [
-    [],
-    ["-U"],
-    ["-C"],
-    ["-U", "-C"],
-    ["-H"],
-    ["-U", "-H"],
-    ["-M"],
-    ["-U", "-M", "-H"],
-    ["--disable-cache", "-U"],
-    ["--subpath=/baz"],
+CASES: list[tuple[str, list[str]]] = [
+    ("bare", []), ("bare", ["-U"]), ("bare", ["-C"]), ("bare", ["-H"]), ("bare", ["-U", "-H"]),
+    ("bare", ["-M"]), ("bare", ["-z"]), ("bare", ["--subpath=/baz"]), ("bare", ["--subpath=baz/cow"]),
+    ("bare", ["-U", "--subpath=/sticky"]), ("bare", ["--fsync=false"]),
+    ("bare-user", []), ("bare-user", ["-U"]), ("bare-user", ["-U", "-H"]), ("bare-user", ["-H"]),
+    ("bare-user", ["-U", "-M", "-H"]), ("bare-user", ["-U", "-C"]),
+    ("bare-user-only", []), ("bare-user-only", ["-H"]), ("bare-user-only", ["-U", "-C"]),
+    ("archive", []), ("archive", ["-U"]), ("archive", ["--disable-cache", "-U"]),
+    ("archive", ["-C", "--subpath=/baz"]),
 ]
-BARE_ONLY_FLAG_SETS = [
-    ["-z"],
-    ["--subpath=baz/cow"],
-    ["-U", "--subpath=/sticky"],
-    ["--fsync=false"],
-]
-CASES = [(m, f) for m in MODES for f in FLAG_SETS] + [("bare", f) for f in BARE_ONLY_FLAG_SETS]
 
 
 @pytest.mark.parametrize("mode,flags", CASES, ids=[f"{m}:{' '.join(f) or 'default'}" for m, f in CASES])
