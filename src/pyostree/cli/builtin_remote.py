@@ -119,8 +119,26 @@ def _add(ctx: Context, argv: list[str]) -> int:
         options["collection-id"] = o.collection_id
     remotes.add_remote(repo, name, url, options, if_not_exists=bool(o.if_not_exists), replace=bool(o.force))
     if o.gpg_import is not None:
-        raise OstreeError("GPG key import is not supported by pyostree")
+        _import_keys(repo, name, _read_key_files([o.gpg_import]), [])
     return 0
+
+
+def _read_key_files(paths: list[str]) -> bytes:
+    data = b""
+    for p in paths:
+        try:
+            with open(p, "rb") as f:
+                data += f.read()
+        except OSError as e:
+            raise OstreeError(f"Error opening file “{p}”: {e.strerror}") from None
+    return data
+
+
+def _import_keys(repo: Repo, name: str, data: bytes, key_ids: list[str]) -> None:
+    from ..gpgkeys import gpg_import
+
+    n = gpg_import(repo, name, data, key_ids)
+    print(f'Imported {n} GPG key{"" if n == 1 else "s"} to remote "{name}"')
 
 
 def _delete(ctx: Context, argv: list[str]) -> int:
@@ -160,7 +178,7 @@ def _list(ctx: Context, argv: list[str]) -> int:
 
 
 def _gpg_import(ctx: Context, argv: list[str]) -> int:
-    specs = [Opt("keyring", "k", STRING, "Import keys from a keyring file (repeatable)", "FILE"),
+    specs = [Opt("keyring", "k", STRINGS, "Import keys from a keyring file (repeatable)", "FILE"),
              Opt("stdin", None, FLAG, "Import keys from standard input")]
     usage, summary = "remote gpg-import [OPTION…] NAME [KEY-ID...]", "Import GPG keys"
     o, args = parse(argv, specs, usage, summary)
@@ -170,7 +188,9 @@ def _gpg_import(ctx: Context, argv: list[str]) -> int:
     if o.keyring and o.stdin:
         raise usage_fail("--keyring and --stdin are mutually exclusive", usage, summary, specs)
     remotes.get_remote(repo, args[0])
-    raise OstreeError("GPG key import is not supported by pyostree")
+    data = sys.stdin.buffer.read() if o.stdin else _read_key_files(list(o.keyring))
+    _import_keys(repo, args[0], data, args[1:])
+    return 0
 
 
 def _unsupported(name: str, usage: str, specs: list[Opt]) -> Callable[[Context, list[str]], int]:
