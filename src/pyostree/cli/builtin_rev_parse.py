@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-import os
-
 from ..errors import OstreeError
 from ..objects import ObjectType
 from .main import Context
-from .options import FLAG, Opt, parse
+from .options import FLAG, Opt, parse, usage_fail
 
 OPTIONS = [
     Opt("single", "S", FLAG, "If the repository has exactly one commit, then print it; any other case will result in an error"),
 ]
+USAGE = "rev-parse [OPTION…] REV"
+SUMMARY = "Output the target of a rev"
 
 
 def run(ctx: Context, argv: list[str]) -> int:
-    o, args = parse(argv, OPTIONS, "rev-parse [OPTION…] REV", "Output the target of a rev")
+    o, args = parse(argv, OPTIONS, USAGE, SUMMARY)
     repo = ctx.open_repo()
     if o.single:
         if args:
-            raise OstreeError("Cannot specify arguments with --single")
-        found = [c for c, t in repo.iter_objects() if t is ObjectType.COMMIT]
-        if not found:
-            raise OstreeError(f"No commit objects found in {os.path.abspath(repo.path)}")
-        if len(found) > 1:
-            raise OstreeError("Multiple commit objects found")
-        print(found[0])
+            raise usage_fail("Cannot specify arguments with --single", USAGE, SUMMARY, OPTIONS)
+        found: str | None = None
+        for c, t in repo.iter_objects():
+            if t is ObjectType.COMMIT:
+                if found is not None:
+                    raise OstreeError("Multiple commit objects found")
+                found = c
+        if found is None:
+            raise OstreeError("No commit objects found")
+        print(found)
         return 0
     if not args:
-        raise OstreeError("A REV argument is required")
+        raise usage_fail("REV must be specified", USAGE, SUMMARY, OPTIONS)
     for rev in args:
         print(repo.resolve_rev(rev))
     return 0
