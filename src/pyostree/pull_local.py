@@ -238,7 +238,7 @@ def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remo
         raise OstreeError(f"{e}") from None
     try:
         if refs is None or len(refs) == 0:
-            names = sorted(_refs.list_refs(src, remotes=False).keys())
+            names = sorted(_refs.list_refs(src).keys())
         else:
             names = list(refs)
         targets: list[tuple[str, str | None]] = []  # (commit, ref name to write)
@@ -246,7 +246,8 @@ def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remo
             if obj.is_valid_checksum(name):
                 targets.append((name, None))
                 continue
-            _r, ref = _refs.parse_refspec(name)
+            _refs.validate_rev(name)  # as ostree: "remote:ref" names are refused
+            ref = name
             resolved = _refs.resolve_rev(src, name, False)
             assert resolved is not None
             targets.append((resolved, ref))
