@@ -7,7 +7,7 @@ from .main import Context
 from .options import STRING, Opt, parse, usage_fail
 
 OPTIONS = [
-    Opt("group", None, STRING, "Group name", "GROUP"),
+    Opt("group", None, STRING, "Group name", show_metavar=False),
 ]
 USAGE = "config [OPTION…] (get KEY|set KEY VALUE|unset KEY)"
 SUMMARY = "Change repo configuration settings"

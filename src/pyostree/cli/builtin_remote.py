@@ -210,6 +210,36 @@ def _unsupported(name: str, usage: str, specs: list[Opt]) -> Callable[[Context, 
     return run
 
 
+def _refs(ctx: Context, argv: list[str]) -> int:
+    specs = [Opt("cache-dir", None, STRING, "Use custom cache dir", show_metavar=False)]
+    usage, summary = "remote refs [OPTION…] NAME", "List remote refs"
+    _, args = parse(argv, specs, usage, summary)
+    repo = ctx.open_repo()
+    if not args:
+        raise usage_fail("NAME must be specified", usage, summary, specs)
+    refs = remotes.remote_list_refs(repo, args[0])
+    for ref in sorted(refs, key=lambda r: r.encode()):
+        print(f"{args[0]}:{ref}")
+    return 0
+
+
+def _summary(ctx: Context, argv: list[str]) -> int:
+    from ..summary import format_summary
+
+    specs = [Opt("cache-dir", None, STRING, "Use custom cache dir", show_metavar=False),
+             Opt("raw", None, FLAG, "Show raw variant data")]
+    usage, summary = "remote summary [OPTION…] NAME", "Show remote summary"
+    o, args = parse(argv, specs, usage, summary)
+    repo = ctx.open_repo()
+    if not args:
+        raise usage_fail("NAME must be specified", usage, summary, specs)
+    data = remotes.fetch_summary(repo, args[0])
+    if data is None:
+        raise OstreeError(f'Remote server has no summary file for remote "{args[0]}"')
+    sys.stdout.write(format_summary(data, raw=bool(o.raw)))
+    return 0
+
+
 _HANDLERS: dict[str, Callable[[Context, list[str]], int]] = {
     "add": _add,
     "delete": _delete,
@@ -220,12 +250,8 @@ _HANDLERS: dict[str, Callable[[Context, list[str]], int]] = {
     "add-cookie": _unsupported("add-cookie", "remote add-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME VALUE", []),
     "delete-cookie": _unsupported("delete-cookie", "remote delete-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME", []),
     "list-cookies": _unsupported("list-cookies", "remote list-cookies [OPTION…] NAME", []),
-    "refs": _unsupported("refs", "remote refs [OPTION…] NAME",
-                         [Opt("revision", None, FLAG, "Show revisions in listing"),
-                          Opt("cache-dir", None, STRING, "Use custom cache dir", "DIR")]),
-    "summary": _unsupported("summary", "remote summary [OPTION…] NAME",
-                            [Opt("cache-dir", None, STRING, "Use custom cache dir", "DIR"),
-                             Opt("raw", None, FLAG, "Show raw variant data")]),
+    "refs": _refs,
+    "summary": _summary,
 }
 
 

@@ -29,6 +29,7 @@ class Opt:
     metavar: str = ""
     dest: str | None = None
     optional_value: bool = False  # flag that may take =VALUE
+    show_metavar: bool = True  # False: help shows just --opt (GOption entry without arg_description)
 
     @property
     def key(self) -> str:
@@ -136,10 +137,11 @@ def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
                                     "/sysroot/ostree/repo)"))
     for o in specs:
         flag = (f"-{o.short}, " if o.short else "") + f"--{o.long}"
-        if o.kind != FLAG:
+        if o.kind != FLAG and o.show_metavar:
             flag += "=" + (o.metavar or o.long.upper())
         rows.append((flag, o.help))
-    rows.append(("-v, --verbose", "Print debug information during command processing"))
+    verbose = "--verbose" if any(o.short == "v" for o in specs) else "-v, --verbose"
+    rows.append((verbose, "Print debug information during command processing"))
     rows.append(("--version", "Print version information and exit"))
     width = max([len("-h, --help")] + [len(f) for f, _ in rows]) + 5
     out.append("Help Options:")
