@@ -192,7 +192,7 @@ def fetch_summary(repo: Repo, name: str) -> bytes | None:
     if u.scheme in ("http", "https"):
         full = url.rstrip("/") + "/summary"
         try:
-            with urlopen(full, timeout=60) as resp:  # noqa: S310 (scheme checked above)
+            with urlopen(full, timeout=60) as resp:  # scheme checked above
                 data: bytes = resp.read()
                 return data
         except HTTPError as e:
