@@ -441,3 +441,36 @@ def test_consume_adopts_files(tmp_path: Path, mode: str) -> None:
     adopted = os.stat(objpath).st_ino == os.stat(saved).st_ino
     assert adopted == (mode != "bare-user")
     pair.fsck()
+
+
+def test_source_date_epoch_and_metadata_key_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = gen_tree(tmp_path / "tree", 14)
+    pair = make_pair(tmp_path, "archive")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    a = crun(f"--repo={pair.c}", "commit", "-b", "env", tree).out.strip()
+    b = pyrun(f"--repo={pair.py}", "commit", "-b", "env", tree).out.strip()
+    assert a == b
+    for value, msg in (("invalid", "Failed to convert SOURCE_DATE_EPOCH"),
+                       ("12345678901234567890", "Parsing SOURCE_DATE_EPOCH: Numerical result out of range")):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+        rc = crun(f"--repo={pair.c}", "commit", "-b", "env", tree, check=False)
+        rp = pyrun(f"--repo={pair.py}", "commit", "-b", "env", tree, check=False)
+        assert rc.rc == rp.rc == 1 and msg in rc.err and msg in rp.err, (rc, rp)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    for flag in ("--add-metadata-string==FOO", "--add-metadata==1"):
+        rc = crun(f"--repo={pair.c}", "commit", "-b", "md", flag, tree, check=False)
+        rp = pyrun(f"--repo={pair.py}", "commit", "-b", "md", flag, tree, check=False)
+        assert rc.rc == rp.rc == 1 and "Empty metadata key" in rp.err, (flag, rc, rp)
+    pair.same("-b", "md", "--timestamp=2020-01-01", "--add-metadata-string=FOO=", tree)
+    pair.same("-b", "md", "--timestamp=2020-01-01", "--add-detached-metadata-string==x", tree)
+
+
+def test_commit_tree_containing_the_repo(tmp_path: Path) -> None:
+    """`ostree commit` of the directory holding the repository itself (test-commit-timestamp.sh)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    crun("init", f"--repo={work / 'repo'}", "--mode=archive")
+    (work / "file").write_text("x\n")
+    r = pyrun("--repo=./repo", "commit", "-b", "self", "--timestamp=@1234567890", cwd=work)
+    assert r.rc == 0
+    assert "no errors found" in crun(f"--repo={work / 'repo'}", "fsck").out

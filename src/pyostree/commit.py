@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -295,6 +296,17 @@ class DirectoryCommitter:
             self.devino = DevInoCache(repo)
         self._identity = self.modifier.is_identity()
         self._repo_dev = os.fstat(repo.dfd).st_dev
+        self._staging_id: tuple[int, int] | None = None
+
+    def _is_own_staging_dir(self, dfd: int) -> bool:
+        sdfd = self.repo._staging_dfd
+        if sdfd is None:
+            return False
+        if self._staging_id is None:
+            sst = os.fstat(sdfd)
+            self._staging_id = (sst.st_dev, sst.st_ino)
+        st = os.fstat(dfd)
+        return (st.st_dev, st.st_ino) == self._staging_id
 
     def _modify(self, path: str, info: FileInfo) -> int:
         if self._identity:
@@ -327,6 +339,10 @@ class DirectoryCommitter:
     def _walk(self, dfd: int, dirpath: str, mtree: MutableTree) -> None:
         with os.scandir(dfd) as it:
             entries = list(it)
+        if self._is_own_staging_dir(dfd):
+            # committing a tree that contains this very repository: our
+            # temporary files come and go (ostree's are unnamed O_TMPFILEs)
+            entries = [e for e in entries if not e.name.startswith("tmp.")]
         prefix = dirpath if dirpath.endswith("/") else dirpath + "/"
         if self.modifier.dir_extras_callback is not None:
             names = {e.name for e in entries}
@@ -465,12 +481,26 @@ def mtree_from_commit(repo: Repo, rev: str) -> MutableTree:
     return MutableTree(repo, c.root_contents, c.root_meta)
 
 
+def commit_timestamp_now() -> int:
+    """Now, or ``SOURCE_DATE_EPOCH`` when set (reproducible builds), parsed like ostree."""
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is None:
+        return int(time.time())
+    m = re.match(r"\s*([+-]?\d+)", env)  # g_ascii_strtoll: a leading number, rest ignored
+    if m is None:
+        raise OstreeError("Failed to convert SOURCE_DATE_EPOCH")
+    value = int(m.group(1))
+    if not -(1 << 63) <= value < (1 << 63):
+        raise OstreeError("Parsing SOURCE_DATE_EPOCH: Numerical result out of range")
+    return value
+
+
 def write_commit(repo: Repo, *, parent: str | None, subject: str, body: str,
                  metadata: Metadata, root_contents: str, root_meta: str,
                  timestamp: int | None = None) -> str:
     """Write a commit object; returns its checksum."""
     if timestamp is None:
-        timestamp = int(time.time())
+        timestamp = commit_timestamp_now()
     commit = Commit(metadata, parent, [], subject, body, timestamp, root_contents, root_meta)
     return repo.write_commit(commit)
 

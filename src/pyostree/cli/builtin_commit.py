@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .. import gvariant, refs
 from .. import objects as obj
-from ..commit import CommitModifier, DirectoryCommitter, Metadata, MutableTree, mtree_from_commit, write_commit
+from ..commit import (
+    CommitModifier,
+    DirectoryCommitter,
+    Metadata,
+    MutableTree,
+    mtree_from_commit,
+    write_commit,
+)
 from ..errors import OstreeError
 from ..timeutil import parse_timestamp
 from .main import Context
@@ -59,10 +65,12 @@ OPTIONS = [
 ]
 
 
-def _parse_kv(s: str) -> tuple[str, str]:
+def _parse_kv(s: str, allow_empty_key: bool = False) -> tuple[str, str]:
     if "=" not in s:
         raise OstreeError(f"Missing '=' in KEY=VALUE metadata '{s}'")
     k, _, v = s.partition("=")
+    if not k and not allow_empty_key:  # ostree checks commit metadata keys, not detached ones
+        raise OstreeError("Empty metadata key")
     return k, v
 
 
@@ -151,7 +159,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     if o.add_detached_metadata_string:
         detached = []
         for s in o.add_detached_metadata_string:
-            k, v = _parse_kv(s)
+            k, v = _parse_kv(s, allow_empty_key=True)
             detached.append((k, gvariant.Variant("s", v)))
 
     body = ""
