@@ -151,10 +151,10 @@ def run(ctx: Context, argv: list[str]) -> int:
                 raise OstreeError("Either --branch or --parent must be specified when using --keep-metadata")
             pc = repo.load_commit(parent)
             for key in o.keep_metadata:
-                v = pc.get_metadata(key)
-                if v is None:
+                kept = pc.get_metadata(key)
+                if kept is None:
                     raise OstreeError(f"Missing metadata key '{key}' from commit '{parent}'")
-                metadata.append((key, v))
+                metadata.append((key, kept))
     detached: Metadata | None = None
     if o.add_detached_metadata_string:
         detached = []
@@ -260,9 +260,13 @@ def run(ctx: Context, argv: list[str]) -> int:
         if detached is not None:
             repo.write_detached_metadata(csum, detached)
         if o.sign:
-            from ..sign import sign_commit
+            import importlib
 
-            sign_commit(repo, csum, o.sign, o.sign_type or "ed25519")
+            try:
+                sign_mod = importlib.import_module("pyostree.sign")
+            except ModuleNotFoundError:
+                raise OstreeError("Signing commits is not supported by this pyostree") from None
+            sign_mod.sign_commit(repo, csum, o.sign, o.sign_type or "ed25519")
         if o.branch:
             refs.set_ref(repo, None, o.branch, csum)
     if o.consume and committer is None:
