@@ -204,6 +204,14 @@ def write_tombstone(repo: Repo, checksum: str) -> None:
     write_file_atomic(repo.path, rel, data, fsync=not repo.disable_fsync, dir_fd=repo.dfd)
 
 
+def remove_tombstone(repo: Repo, checksum: str) -> None:
+    """Drop ``CSUM.tombstone-commit``: libostree does this whenever it writes commit CSUM."""
+    try:
+        os.unlink(obj.object_relpath(checksum, ObjectType.TOMBSTONE_COMMIT), dir_fd=repo.dfd)
+    except FileNotFoundError:
+        pass
+
+
 def delete_object(repo: Repo, objtype: ObjectType, checksum: str) -> None:
     """``ostree_repo_delete_object``: unlink, and leave a tombstone for commits if configured."""
     rel = obj.object_relpath(checksum, objtype, repo.is_archive)

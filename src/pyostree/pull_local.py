@@ -152,6 +152,10 @@ class _LocalPuller:
     def _import(self, objtype: ObjectType, checksum: str) -> None:
         wrote = import_object(self.dest, self.src, objtype, checksum, trusted=self.trusted,
                               verify_bareuseronly=self.bareuseronly)
+        if objtype is ObjectType.COMMIT:
+            from .fsck import remove_tombstone
+
+            remove_tombstone(self.dest, checksum)
         if objtype.is_meta:
             self.stats.metadata_imported += 1
         elif wrote:

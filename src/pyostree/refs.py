@@ -87,6 +87,15 @@ def read_ref(repo: Repo, remote: str | None, ref: str) -> str | None:
         c = _read_ref_file(repo, f"refs/remotes/{ref}")
         if c:
             return c
+        # ...or as REF of any remote (libostree's find_ref_in_remotes)
+        try:
+            remotes = sorted(os.listdir(f"/proc/self/fd/{repo.dfd}/refs/remotes"))
+        except (FileNotFoundError, NotADirectoryError):
+            remotes = []
+        for r in remotes:
+            c = _read_ref_file(repo, f"refs/remotes/{r}/{ref}")
+            if c:
+                return c
         return None
     return _read_ref_file(repo, _ref_relpath(remote, ref))
 
