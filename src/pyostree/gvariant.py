@@ -504,7 +504,8 @@ def _print(t: GType, v: Any, annotate: bool) -> str:
             inner = ", ".join(f"0x{c:02x}" for c in items)
             return f"[byte {inner}]" if annotate else f"[{inner}]"
         if not v:
-            return f"@{t.string} []" if annotate else "[]"
+            empty = "{}" if child.kind == "{" else "[]"
+            return f"@{t.string} {empty}" if annotate else empty
         # as g_variant_print: only the first element carries type annotations
         if child.kind == "{":
             parts = [
