@@ -10,10 +10,8 @@ repository lock is held while deleting.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import re
-import time
 from dataclasses import dataclass, field
 
 from . import objects as obj
@@ -53,62 +51,22 @@ class PruneResult:
 
 
 # ---------------------------------------------------------------------------
-# dates (a subset of gnulib parse_datetime)
-
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    ["january", "february", "march", "april", "may", "june", "july", "august", "september",
-     "october", "november", "december"])}
-_UNITS = {"second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600, "day": 86400,
-          "week": 7 * 86400, "fortnight": 14 * 86400, "month": 30 * 86400, "year": 365 * 86400}
+# dates
 
 
 def parse_date(text: str, now: float | None = None) -> int:
-    """Seconds since the epoch for ``--keep-younger-than`` values.
+    """Seconds since the epoch for ``--keep-younger-than`` values (a subset of
+    gnulib parse_datetime: what ``commit --timestamp`` accepts, ``N UNIT(s) ago``,
+    ``Month D YYYY``...)."""
+    from .timeutil import parse_datetime_words, parse_timestamp
 
-    Accepts what ``ostree commit --timestamp`` accepts plus ``N UNIT(s) ago``,
-    ``Month D YYYY`` and ``D Month YYYY``.
-    """
-    from .timeutil import parse_timestamp
-
-    s = " ".join(text.strip().split())
-    if now is None:
-        now = time.time()
-    m = re.fullmatch(r"(?i)(-?\d+)\s*([a-z]+?)s?\s+ago", s)
-    if m and m.group(2).lower() in _UNITS:
-        return int(now) - int(m.group(1)) * _UNITS[m.group(2).lower()]
-    low = s.lower()
-    if low in ("now", "today"):
-        return int(now)
-    if low == "yesterday":
-        return int(now) - 86400
-    m = re.fullmatch(r"(?i)([a-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?", s)
-    m2 = re.fullmatch(r"(?i)(\d{1,2})\s+([a-z]+)\.?,?\s+(\d{4})", s)
-    month = day = year = None
-    hh = mm = ss = 0
-    if m:
-        month, day, year = _month(m.group(1)), int(m.group(2)), int(m.group(3))
-        if m.group(4):
-            hh, mm, ss = int(m.group(4)), int(m.group(5)), int(m.group(6) or 0)
-    elif m2:
-        month, day, year = _month(m2.group(2)), int(m2.group(1)), int(m2.group(3))
-    if month is not None and day is not None and year is not None:
-        try:
-            d = _dt.datetime(year, month, day, hh, mm, ss).astimezone()
-        except ValueError:
-            raise OstreeError(f"Could not parse '{text}'") from None
-        return int(d.timestamp())
+    loose = parse_datetime_words(text, now)
+    if loose is not None:
+        return loose
     try:
-        return parse_timestamp(s)
+        return parse_timestamp(text)
     except OstreeError:
         raise OstreeError(f"Could not parse '{text}'") from None
-
-
-def _month(name: str) -> int | None:
-    n = name.lower()
-    for full, i in _MONTHS.items():
-        if full == n or (len(n) >= 3 and full.startswith(n)):
-            return i
-    return None
 
 
 def parse_branch_depth(spec: str) -> tuple[str, int]:

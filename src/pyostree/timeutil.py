@@ -38,7 +38,60 @@ def parse_timestamp(text: str) -> int:
         if d.tzinfo is None:
             d = d.astimezone()  # local time, as parse_datetime does
         return int(d.timestamp())
+    loose = parse_datetime_words(s)
+    if loose is not None:
+        return loose
     raise OstreeError(f"Could not parse '{text}'")
+
+
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december"]
+_UNITS = {"second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600, "day": 86400,
+          "week": 7 * 86400, "fortnight": 14 * 86400, "month": 30 * 86400, "year": 365 * 86400}
+
+
+def _month(name: str) -> int | None:
+    n = name.lower().rstrip(".")
+    for i, full in enumerate(_MONTHS):
+        if full == n or (len(n) >= 3 and full.startswith(n)):
+            return i + 1
+    return None
+
+
+def parse_datetime_words(text: str, now: float | None = None) -> int | None:
+    """The worded forms of gnulib's parse_datetime that ostree users write:
+    ``N UNIT(s) ago``, ``now``/``today``/``yesterday``, ``Month D YYYY [HH:MM[:SS]]``
+    and ``D Month YYYY`` (local time).  None when *text* is none of these."""
+    import time
+
+    s = " ".join(text.strip().split())
+    if now is None:
+        now = time.time()
+    m = re.fullmatch(r"(?i)(-?\d+)\s*([a-z]+?)s?\s+ago", s)
+    if m and m.group(2).lower() in _UNITS:
+        return int(now) - int(m.group(1)) * _UNITS[m.group(2).lower()]
+    low = s.lower()
+    if low in ("now", "today"):
+        return int(now)
+    if low == "yesterday":
+        return int(now) - 86400
+    hh = mm = ss = 0
+    m = re.fullmatch(r"(?i)([a-z]+\.?)\s+(\d{1,2}),?\s+(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?", s)
+    if m:
+        month, day, year = _month(m.group(1)), int(m.group(2)), int(m.group(3))
+        if m.group(4):
+            hh, mm, ss = int(m.group(4)), int(m.group(5)), int(m.group(6) or 0)
+    else:
+        m = re.fullmatch(r"(?i)(\d{1,2})\s+([a-z]+\.?),?\s+(\d{4})", s)
+        if not m:
+            return None
+        month, day, year = _month(m.group(2)), int(m.group(1)), int(m.group(3))
+    if month is None:
+        return None
+    try:
+        return int(_dt.datetime(year, month, day, hh, mm, ss).astimezone().timestamp())
+    except (ValueError, OverflowError):
+        return None
 
 
 def format_commit_date(ts: int) -> str:
