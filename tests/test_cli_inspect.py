@@ -337,3 +337,30 @@ def test_help_and_dispatch(py: Run, c: Run, tmp_path: Path) -> None:
     ext_res = subprocess.run([sys.executable, "-m", "pyostree", "hello", "x"], capture_output=True, text=True,
                          env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}, check=True)
     assert ext_res.stdout == "hello hello x\n"
+
+
+def test_remote_refs_summary_and_gpg_import(py: Run, c: Run, repos: dict[str, Path], tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(repos["archive"], src, symlinks=True)
+    c(f"--repo={src}", "summary", "-u")
+    gpghome = Path("/usr/libexec/installed-tests/libostree/gpghome")
+    outs = []
+    for run in (c, py):
+        repo = tmp_path / f"r-{'c' if run is c else 'py'}"
+        c("init", f"--repo={repo}")
+        r = f"--repo={repo}"
+        c("remote", "add", r, "--no-gpg-verify", "src", f"file://{src}")
+        c("remote", "add", r, "--no-gpg-verify", "empty", f"file://{tmp_path}/nonexistent")
+        got = [run(r, "remote", "refs", "src").out, run(r, "remote", "summary", "src").out,
+               run(r, "remote", "summary", "--raw", "src").out]
+        for args in (["remote", "refs", "empty"], ["remote", "refs", "nope"]):
+            res = run(r, *args, check=False)
+            got.append(f"{res.rc} {res.err}")
+        if gpghome.is_dir():
+            got.append(run("remote", "gpg-import", r, "-k", gpghome / "key1.asc", "src").out)
+            got.append(run("remote", "gpg-import", r, "-k", gpghome / "key2.asc", "-k",
+                           gpghome / "key1.asc", "src").out)
+            assert (repo / "src.trustedkeys.gpg").stat().st_size > 0
+        outs.append(got)
+    assert outs[0] == outs[1]
+    assert "src:main\nsrc:other/x\n" == outs[1][0]
