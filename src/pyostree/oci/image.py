@@ -256,7 +256,9 @@ def _checkout_dir(repo: Repo, contents: str, meta: str, dfd: int, set_owner: boo
                     chunk = f.read(1 << 20)
                     if not chunk:
                         break
-                    os.write(fd, chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         _set_meta(dfd, name, info, set_owner)
