@@ -363,4 +363,4 @@ def test_remote_refs_summary_and_gpg_import(py: Run, c: Run, repos: dict[str, Pa
             assert (repo / "src.trustedkeys.gpg").stat().st_size > 0
         outs.append(got)
     assert outs[0] == outs[1]
-    assert "src:main\nsrc:other/x\n" == outs[1][0]
+    assert outs[1][0] == "src:main\nsrc:other/x\n"
