@@ -104,7 +104,21 @@ def get_remote_url(repo: Repo, name: str) -> str:
     return url
 
 
+def validate_key_name(key: str) -> None:
+    """A keyfile key GKeyFile accepts: no ``=``, brackets, control characters or edge spaces."""
+    if (not key or key != key.strip() or any(c in key for c in "=[]") or
+            any(ord(c) < 0x20 for c in key)):
+        raise OstreeError(f"Invalid key name “{key}”")
+
+
+def validate_group_name(group: str) -> None:
+    if not group or any(c in group for c in "[]") or any(ord(c) < 0x20 for c in group):
+        raise OstreeError(f"Invalid group name “{group}”")
+
+
 def _apply(kf: KeyFile, group: str, url: str | None, options: dict[str, RemoteValue]) -> None:
+    for k in options:
+        validate_key_name(k)
     if url is not None:
         if url.startswith("metalink="):
             kf.set(group, "metalink", url[len("metalink="):])

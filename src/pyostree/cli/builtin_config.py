@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import OstreeError
+from ..remotes import validate_group_name, validate_key_name
 from .main import Context
 from .options import STRING, Opt, parse, usage_fail
 
@@ -34,6 +35,8 @@ def run(ctx: Context, argv: list[str]) -> int:
             raise OstreeError("GROUP name, KEY and VALUE must be specified" if o.group
                               else "KEY and VALUE must be specified")
         section, key = (o.group, args[1]) if o.group else _split_key(args[1])
+        validate_group_name(section)
+        validate_key_name(key)
         cfg.set(section, key, args[2])
         repo.write_config()
     elif op == "get":
