@@ -201,7 +201,7 @@ def test_statoverride_and_skip_list(tmp_path: Path, mode: str) -> None:
     tree = gen_tree(tmp_path / "tree", 4, xattrs=False, owners=False)
     pair = make_pair(tmp_path, mode)
     so = tmp_path / "statoverride"
-    so.write_text("=0640 /usr/share/doc\n2048 /usr/bin/tool\n")
+    so.write_text("=0640 /usr/share/doc\n2048 /usr/bin/tool\n=0700 /usr/share\n1 /usr/bin\n=0750 /\n")
     sk = tmp_path / "skiplist"
     sk.write_text("/skipme\n/usr/skipdir\n")
     ca = canon_args(mode)
@@ -210,6 +210,9 @@ def test_statoverride_and_skip_list(tmp_path: Path, mode: str) -> None:
         pair.same("-b", "so", ts, f"--statoverride={so}", tree)
         pair.same("-b", "both", ts, f"--statoverride={so}", f"--skip-list={sk}", tree)
     pair.same("-b", "sk", ts, f"--skip-list={sk}", *ca, tree)
+    # the same filters over a tree taken from a ref
+    if mode != "bare-user-only":
+        pair.same("-b", "ref-so", ts, "--tree=ref=so", f"--statoverride={so}", f"--skip-list={sk}")
     ls = crun(f"--repo={pair.py}", "ls", "-R", "sk").out
     assert "/skipme" not in ls and "/usr/skipdir" not in ls and "/usr/bin/tool" in ls
     # unmatched paths are errors in both
