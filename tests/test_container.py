@@ -546,3 +546,30 @@ def test_skopeo_written_archives(tmp_path: Path) -> None:
         c = repo.load_commit(import_image(repo, src, "x").commit)
         roots.add((c.root_contents, c.root_meta))
     assert len(roots) == 1
+
+
+def test_image_index_and_tag_selection(tmp_path: Path) -> None:
+    """A nested image index picks linux/<host arch>; several images need a :TAG."""
+    import platform
+
+    l0, l1, _ = _base_layers()
+    img = tmp_path / "img"
+    a = build_layout(img, [(l0, "gzip")], tag="amd")
+    b = build_layout(img, [(l1, "gzip")], tag="other")
+    repo = new_repo(tmp_path, "archive")
+    with pytest.raises(OstreeError, match="holds 2 images; name one with :TAG"):
+        import_image(repo, f"oci:{img}", "x")
+    # wrap both manifests in a nested index with platforms; the host's must win
+    index = json.loads((img / "index.json").read_text())
+    host = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    m_host, m_other = index["manifests"]
+    m_host["platform"] = {"os": "linux", "architecture": host}
+    m_other["platform"] = {"os": "linux", "architecture": "s390x-not-this-one"}
+    nested = json.dumps({"schemaVersion": 2, "manifests": [m_other, m_host]}).encode()
+    (img / "blobs/sha256" / hashlib.sha256(nested).hexdigest()).write_bytes(nested)
+    (img / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": _sha(nested), "size": len(nested),
+         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    res = import_image(repo, f"oci:{img}:multi", "multi")
+    c = repo.load_commit(res.commit)
+    assert dict(c.metadata)["pyostree.container.diff-ids"].value == a["diff_ids"] != b["diff_ids"]
