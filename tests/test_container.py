@@ -573,3 +573,22 @@ def test_image_index_and_tag_selection(tmp_path: Path) -> None:
     res = import_image(repo, f"oci:{img}:multi", "multi")
     c = repo.load_commit(res.commit)
     assert dict(c.metadata)["pyostree.container.diff-ids"].value == a["diff_ids"] != b["diff_ids"]
+
+
+@needs_root
+def test_symlink_in_lower_layer_never_followed(tmp_path: Path) -> None:
+    """Layer 0 has ``etc -> OUTSIDE``; layer 1 writes ``etc/evil``: it lands in the tree, not outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    l0 = make_tar([entry("etc", tarfile.SYMTYPE, link=str(outside)), entry("lnk", tarfile.SYMTYPE, link=str(outside))])
+    l1 = make_tar([entry("etc/", tarfile.DIRTYPE), entry("etc/evil", data=b"x")])
+    build_layout(tmp_path / "img", [(l0, "none"), (l1, "none")])
+    repo = new_repo(tmp_path)
+    import_image(repo, f"oci:{tmp_path}/img:t", "img")
+    checkout_layers(repo, "img", str(tmp_path / "co"))
+    from pyostree.oci import checkout_tree
+    checkout_tree(repo, "img", str(tmp_path / "flat"))
+    assert os.listdir(outside) == []
+    assert (tmp_path / "co/layers/1/etc/evil").read_bytes() == b"x"
+    assert (tmp_path / "flat/etc").is_dir() and not (tmp_path / "flat/etc").is_symlink()
+    assert (tmp_path / "flat/lnk").is_symlink()
