@@ -1,0 +1,397 @@
+"""``ostree admin``: manage a sysroot (deployments, boot configuration).
+
+The library is pyostree.sysroot; this module only parses flags.  Global admin
+options (``--sysroot=PATH``, ``--print-current-dir``) may come before or after
+the subcommand, as in ostree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from ..errors import OstreeError
+from ..keyfile import KeyFile
+from ..sysroot import KernelArgs, Sysroot
+from ..sysroot.deployment import Deployment
+from . import options as o
+from .main import Context
+
+GLOBAL = [o.Opt("print-current-dir", kind=o.FLAG, help=""),
+          o.Opt("sysroot", kind=o.STRING, metavar="PATH", help="Create a new OSTree sysroot at PATH")]
+
+SUBCOMMANDS: dict[str, str] = {
+    "cleanup": "Delete untagged deployments and repository objects",
+    "config-diff": "Diff current /etc configuration versus default",
+    "deploy": "Checkout revision REFSPEC as the new default deployment",
+    "init-fs": "Initialize a root filesystem",
+    "os-init": "Initialize empty state for given operating system",
+    "pin": 'Change the "pinning" state of a deployment',
+    "set-origin": "Set Origin and create a new origin file",
+    "status": "List deployments",
+    "switch": "Construct new tree from REFSPEC and deploy it",
+    "undeploy": "Delete deployment INDEX",
+    "unlock": "Make the current deployment mutable (as a hotfix or development)",
+    "upgrade": "Construct new tree from current origin and deploy it, if it changed",
+    "kargs": "Change kernel arguments",
+}
+
+
+def _summary() -> str:
+    return 'Builtin "admin" Commands:' + "".join(f"\n  {k:<19}{v}" for k, v in SUBCOMMANDS.items())
+
+
+class Admin:
+    """One parsed admin invocation."""
+
+    def __init__(self, name: str, argv: list[str], specs: list[o.Opt], usage: str,
+                 summary: str = "") -> None:
+        self.name = name
+        self.usage = f"admin {name} {usage}".rstrip()
+        self.summary = summary
+        self.specs = [*GLOBAL, *specs]
+        self.opts, self.args = o.parse(argv, self.specs, self.usage, summary)
+
+    def fail(self, message: str) -> OstreeError:
+        return o.usage_fail(message, self.usage, self.summary, self.specs)
+
+    def sysroot(self, *, load: bool = True, lock: bool = False) -> Sysroot:
+        sr = Sysroot(self.opts.sysroot)
+        sr.initialize()
+        sr.journal = None
+        if self.opts.print_current_dir or load:
+            if lock:
+                sr.lock()
+            sr.load()
+        if self.opts.print_current_dir:
+            print_current_dir(sr)
+        return sr
+
+
+def print_current_dir(sr: Sysroot) -> None:
+    if not sr.deployments:
+        raise OstreeError("Unable to find a deployment in sysroot")
+    print(sr.deployment_path(sr.deployments[0]), flush=True)
+    raise SystemExit(0)
+
+
+def run(ctx: Context, argv: list[str]) -> int:
+    sub: str | None = None
+    rest: list[str] = []
+    for i, a in enumerate(argv):
+        if a == "--":
+            rest.extend(argv[i:])
+            break
+        if sub is None and not a.startswith("-"):
+            sub = a
+            continue
+        rest.append(a)
+    fn = _COMMANDS.get(sub or "")
+    if fn is None:
+        specs = list(GLOBAL)
+        usage = "admin [OPTION…] --print-current-dir|COMMAND"
+        opts, _ = o.parse(rest, specs, usage, _summary())
+        if opts.print_current_dir:
+            sr = Sysroot(opts.sysroot)
+            sr.load()
+            print_current_dir(sr)
+        sys.stderr.write(o.help_text(usage, _summary(), specs))
+        if sub is None:
+            raise OstreeError('No "admin" subcommand specified')
+        raise OstreeError(f"Unknown \"admin\" subcommand '{sub}'")
+    return fn(rest)
+
+
+# ---------------------------------------------------------------------------
+
+
+def cmd_init_fs(argv: list[str]) -> int:
+    a = Admin("init-fs", argv, [o.Opt("modern", kind=o.FLAG, help="Only create /boot and /ostree")],
+              "PATH", "Initialize a root filesystem")
+    if not a.args:
+        raise a.fail("PATH must be specified")
+    from ..sysroot.fsutil import mkdir_p_at
+
+    path = a.args[0]
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise OstreeError(f"opendir({path}): {e.strerror}", errno=e.errno) from None
+    try:
+        mkdir_p_at(fd, "boot", 0o755)
+        if not a.opts.modern:
+            for d in ("boot", "dev", "home", "proc", "run", "sys"):
+                mkdir_p_at(fd, d, 0o755)
+            mkdir_p_at(fd, "root", 0o700)
+            mkdir_p_at(fd, "tmp", 0o1777)
+            os.chmod("tmp", 0o1777, dir_fd=fd)
+    finally:
+        os.close(fd)
+    sr = Sysroot(path)
+    try:
+        sr.ensure_initialized()
+    finally:
+        sr.close()
+    return 0
+
+
+def cmd_os_init(argv: list[str]) -> int:
+    a = Admin("os-init", argv, [], "OSNAME", "Initialize empty state for given operating system")
+    sr = a.sysroot(load=False)
+    sr.ensure_initialized()
+    if a.opts.print_current_dir:
+        sr.load()
+        print_current_dir(sr)
+    if not a.args:
+        raise a.fail("OSNAME must be specified")
+    osname = a.args[0]
+    sr.init_osname(osname)
+    print(f"ostree/deploy/{osname} initialized as OSTree root")
+    return 0
+
+
+DEPLOY_OPTS = [
+    o.Opt("os", kind=o.STRING, metavar="OSNAME", help="Use a different operating system root than the current one"),
+    o.Opt("origin-file", kind=o.STRING, metavar="FILENAME", help="Specify origin file"),
+    o.Opt("no-prune", help="Don't prune the repo when done"),
+    o.Opt("no-merge", help="Do not apply configuration (/etc and kernel arguments) from booted deployment"),
+    o.Opt("retain", help="Do not delete previous deployments"),
+    o.Opt("stage", help="Complete deployment at OS shutdown"),
+    o.Opt("lock-finalization", help=""),
+    o.Opt("retain-pending", help="Do not delete pending deployments"),
+    o.Opt("retain-rollback", help="Do not delete rollback deployments"),
+    o.Opt("not-as-default", help="Append rather than prepend new deployment"),
+    o.Opt("karg-proc-cmdline", help="Import current /proc/cmdline"),
+    o.Opt("karg", kind=o.STRINGS, metavar="NAME=VALUE",
+          help="Set kernel argument, like root=/dev/sda1; this overrides any earlier argument with the same name"),
+    o.Opt("karg-append", kind=o.STRINGS, metavar="NAME=VALUE",
+          help="Append kernel argument; useful with e.g. console= that can be used multiple times"),
+    o.Opt("karg-none", help="Do not import kernel arguments"),
+    o.Opt("karg-delete", kind=o.STRING, metavar="NAME=VALUE", help="Delete kernel argument if exists"),
+    o.Opt("overlay-initrd", kind=o.STRINGS, metavar="FILE", help="Overlay iniramfs file"),
+]
+
+
+def _require_osname(sr: Sysroot, osname: str | None) -> None:
+    if sr.booted_deployment is None and osname is None:
+        raise OstreeError("Looking for booted deployment: Not currently booted into an OSTree system "
+                          "and no --os= argument given")
+
+
+def _proc_cmdline() -> list[str]:
+    with open("/proc/cmdline") as f:
+        text = f.read().rstrip()
+    return [x for x in text.split(" ") if not x.startswith(("BOOT_IMAGE=", "initrd="))]
+
+
+def cmd_deploy(argv: list[str]) -> int:
+    a = Admin("deploy", argv, DEPLOY_OPTS, "REFSPEC", "")
+    op = a.opts
+    sr = a.sysroot(lock=True)
+    if not a.args:
+        raise a.fail("REF/REV must be specified")
+    if op.karg_proc_cmdline and op.karg_none:
+        raise a.fail("Can't specify both --karg-proc-cmdline and --karg-none")
+    if op.karg_none and op.karg_delete:
+        raise a.fail("Can't specify both --karg-none and --karg-delete")
+    if op.no_merge and op.karg_delete:
+        raise a.fail("Can't specify both --no-merge and --karg-delete")
+    if op.overlay_initrd:
+        raise OstreeError("--overlay-initrd is not supported by pyostree")
+    if op.stage:
+        raise OstreeError("--stage is not supported by pyostree")
+    refspec = a.args[0]
+    _require_osname(sr, op.os)
+    if op.origin_file:
+        origin = KeyFile.load(op.origin_file)
+    else:
+        origin = Sysroot.origin_new_from_refspec(refspec)
+    revision = sr.repo.resolve_rev(refspec)
+    assert revision is not None
+    merge = None if op.no_merge else sr.get_merge_deployment(op.os)
+    sr.prepare_cleanup()
+    kargs: KernelArgs | None = None
+    if op.karg_none:
+        kargs = KernelArgs()
+    elif op.karg_proc_cmdline:
+        kargs = KernelArgs.from_argv(_proc_cmdline())
+    elif merge is not None and (op.karg or op.karg_append or op.karg_delete):
+        prev = merge.bootconfig.get("options") if merge.bootconfig else None
+        kargs = KernelArgs.from_argv((prev or "").split(" ") if prev is not None else [])
+    if op.karg:
+        kargs = kargs or KernelArgs()
+        kargs.replace_argv(op.karg)
+    if op.karg_append:
+        kargs = kargs or KernelArgs()
+        kargs.append_argv(op.karg_append)
+    if op.karg_delete:
+        if kargs is None:
+            raise OstreeError(f"No key '{op.karg_delete.partition('=')[0]}' found")
+        kargs.delete(op.karg_delete)
+    new = sr.deploy_tree(op.os, revision, origin, merge, kargs.to_strv() if kargs is not None else None)
+    sr.simple_write_deployment(op.os, new, merge, retain=op.retain,
+                               retain_pending=op.retain_pending and not op.retain,
+                               retain_rollback=op.retain_rollback and not op.retain,
+                               not_default=op.not_as_default, no_clean=True)
+    sr.cleanup(prune=not op.no_prune)
+    return 0
+
+
+def cmd_status(argv: list[str]) -> int:
+    a = Admin("status", argv, [o.Opt("verify", "V", help="Print the commit verification status")], "")
+    sr = a.sysroot()
+    if a.opts.verify:
+        raise OstreeError("--verify is not supported by pyostree")
+    booted = sr.booted_deployment
+    pending = rollback = None
+    if booted is not None:
+        pending, rollback = sr.query_deployments_for(None)
+    if not sr.deployments:
+        print("No deployments.")
+        return 0
+    from .. import objects as obj
+
+    out: list[str] = []
+    for d in sr.deployments:
+        version = source_title = None
+        try:
+            c = sr.repo.load_commit(d.csum)
+            version = obj.metadata_lookup(c.metadata, "version")
+            source_title = obj.metadata_lookup(c.metadata, "ostree.source-title")
+        except OstreeError:
+            pass
+        status = (" (staged)" if d.staged else " (pending)" if d is pending
+                  else " (rollback)" if d is rollback else "")
+        out.append(f"{'*' if d is booted else ' '} {d.osname} {d.csum}.{d.deployserial}{status}")
+        if isinstance(version, str):
+            out.append(f"    Version: {version}")
+        if d.unlocked != "none":
+            out.append(f"    Unlocked: {d.unlocked}")
+        if d.is_pinned:
+            out.append("    Pinned: yes")
+        if d.origin is None:
+            out.append("    origin: none")
+        else:
+            refspec = d.origin.get("origin", "refspec")
+            out.append(f"    origin refspec: {refspec}" if refspec is not None
+                       else "    origin: <unknown origin type>")
+            if isinstance(source_title, str):
+                out.append(f"    `- {source_title}")
+    print("\n".join(out))
+    return 0
+
+
+def _indexed(sr: Sysroot, text: str) -> Deployment:
+    try:
+        idx = int(text)
+    except ValueError:
+        raise OstreeError(f"Invalid index: {text}") from None
+    if idx < 0:
+        raise OstreeError(f"Invalid index {idx}")
+    if idx >= len(sr.deployments):
+        raise OstreeError(f"Out of range deployment index {idx}, expected < {len(sr.deployments)}")
+    return sr.deployments[idx]
+
+
+def cmd_undeploy(argv: list[str]) -> int:
+    a = Admin("undeploy", argv, [], "INDEX", "Delete deployment INDEX")
+    sr = a.sysroot(lock=True)
+    if not a.args:
+        raise a.fail("INDEX must be specified")
+    target = _indexed(sr, a.args[0])
+    if target is sr.booted_deployment:
+        raise OstreeError(f"Cannot undeploy currently booted deployment {a.args[0]}")
+    deps = [d for d in sr.deployments if d is not target]
+    sr.write_deployments(deps, do_postclean=True)
+    print(f"Deleted deployment {target.csum}.{target.deployserial}")
+    return 0
+
+
+def cmd_cleanup(argv: list[str]) -> int:
+    a = Admin("cleanup", argv, [], "", "Delete untagged deployments and repository objects")
+    sr = a.sysroot(lock=True)
+    sr.cleanup(prune=True)
+    return 0
+
+
+def cmd_set_origin(argv: list[str]) -> int:
+    a = Admin("set-origin", argv, [
+        o.Opt("index", kind=o.INT, metavar="INDEX", help="Operate on the deployment INDEX, starting from zero"),
+        o.Opt("set", "s", o.STRINGS, metavar="KEY=VALUE", help="Set config option KEY=VALUE for remote"),
+        o.Opt("no-gpg-verify", help="Disable GPG verification"),
+    ], "REMOTENAME URL [BRANCH]", "")
+    sr = a.sysroot(lock=True)
+    if len(a.args) < 2:
+        raise a.fail("REMOTENAME and URL must be specified")
+    remotename, url = a.args[0], a.args[1]
+    if a.opts.index is not None:
+        target = _indexed(sr, str(a.opts.index))
+    else:
+        target = sr.booted_deployment
+        if target is None:
+            raise OstreeError("Not currently booted into an OSTree system")
+    from ..remotes import add_remote
+
+    options: list[tuple[str, str]] = []
+    if a.opts.no_gpg_verify:
+        options.append(("gpg-verify", "false"))
+    for kv in a.opts.set:
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise OstreeError(f"Invalid option {kv}")
+        options.append((k, v))
+    add_remote(sr.repo, remotename, url, options, if_not_exists=True)
+    origin = target.origin
+    old_refspec = origin.get("origin", "refspec") if origin is not None else None
+    if old_refspec is None:
+        raise OstreeError("No origin/refspec in current deployment origin; cannot change via ostree")
+    from ..refs import parse_refspec
+
+    _, origin_ref = parse_refspec(old_refspec)
+    branch = a.args[2] if len(a.args) > 2 else origin_ref
+    new_refspec = f"{remotename}:{branch}"
+    if new_refspec == old_refspec:
+        return 0
+    new_origin = KeyFile.parse(origin.to_data()) if origin is not None else KeyFile()
+    new_origin.set("origin", "refspec", new_refspec)
+    sr.write_origin_file(target, new_origin)
+    return 0
+
+
+def cmd_kargs(argv: list[str]) -> int:
+    sub = next((x for x in argv if not x.startswith("-")), None)
+    if sub != "edit-in-place":
+        a = Admin("kargs", argv, [], "COMMAND", 'Builtin "admin kargs" Commands:\n  edit-in-place')
+        sys.stderr.write(o.help_text(a.usage, a.summary, a.specs))
+        if sub is None:
+            raise OstreeError('No "admin kargs" subcommand specified')
+        raise OstreeError(f"Unknown \"admin kargs\" subcommand '{sub}'")
+    rest = [x for x in argv if x != sub]
+    a = Admin("kargs edit-in-place", rest, [
+        o.Opt("append-if-missing", kind=o.STRINGS, metavar="NAME=VALUE",
+              help="Append kernel arguments if they do not exist"),
+    ], "", "")
+    sr = a.sysroot(lock=True)
+    for d in sr.deployments:
+        if d.staged:
+            continue
+        assert d.bootconfig is not None
+        k = KernelArgs.from_string(d.bootconfig.get("options"))
+        for arg in a.opts.append_if_missing:
+            k.append_if_missing(arg)
+        d.bootconfig.set("options", k.to_string())
+    sr.rewrite_boot_entries()
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "init-fs": cmd_init_fs,
+    "os-init": cmd_os_init,
+    "deploy": cmd_deploy,
+    "status": cmd_status,
+    "undeploy": cmd_undeploy,
+    "cleanup": cmd_cleanup,
+    "set-origin": cmd_set_origin,
+    "kargs": cmd_kargs,
+}

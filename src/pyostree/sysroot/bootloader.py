@@ -1,0 +1,211 @@
+"""Boot loader configuration writers, run after the BLS entries are written.
+
+* syslinux: active when ``boot/syslinux/syslinux.cfg`` exists; rewrites
+  ``boot/loader.N/syslinux.cfg`` keeping non-ostree ``LABEL`` blocks.
+* U-Boot: active when ``boot/loader/uEnv.txt`` exists; writes
+  ``boot/loader.N/uEnv.txt`` (``kernel_image``, ``bootargs``... per entry).
+* GRUB 2: active when ``boot/grub2/grub.cfg`` or ``boot/efi/EFI/*/grub.cfg``
+  exists; runs ``$OSTREE_GRUB2_EXEC`` (or ``grub2-mkconfig``) to write
+  ``boot/loader.N/grub.cfg``.
+
+``sysroot.bootloader`` in the repository config selects one explicitly
+(``none``, ``auto``, ``syslinux``, ``uboot``, ``grub2``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+from typing import TYPE_CHECKING
+
+from ..errors import OstreeError
+from .fsutil import exists_at, read_text_at, replace_contents_at
+from .kargs import KernelArgs
+
+if TYPE_CHECKING:
+    from .core import Sysroot
+    from .deployment import Deployment
+
+
+def join_lines(lines: list[str]) -> str:
+    """``_ostree_sysroot_join_lines``: newline-terminated, collapsing runs of empty lines."""
+    out: list[str] = []
+    prev_empty = False
+    for i, line in enumerate(lines):
+        if line == "":
+            if prev_empty or i == 0:
+                continue
+            prev_empty = True
+        out.append(line + "\n")
+    return "".join(out)
+
+
+def _gsplit(text: str) -> list[str]:
+    return text.split("\n") if text else []
+
+
+class Bootloader:
+    name = "none"
+    atomic = False
+
+    def query(self, sysroot: Sysroot) -> bool:
+        raise NotImplementedError
+
+    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+        raise NotImplementedError
+
+    def post_bls_sync(self, sysroot: Sysroot, bootversion: int) -> None:
+        return None
+
+
+class Syslinux(Bootloader):
+    name = "syslinux"
+    config_path = "boot/syslinux/syslinux.cfg"
+
+    def query(self, sysroot: Sysroot) -> bool:
+        return exists_at(sysroot.fd, self.config_path) is not None
+
+    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+        lines = _gsplit(read_text_at(sysroot.fd, self.config_path))
+        new_lines: list[str] = []
+        tmp: list[str] = []
+        kernel_arg: str | None = None
+        saw_default = regenerate_default = parsing_label = False
+        for line in [*lines, None]:
+            if parsing_label and (line is None or not line.startswith("\t")):
+                parsing_label = False
+                if kernel_arg is None:
+                    raise OstreeError("No KERNEL argument found after LABEL")
+                if not kernel_arg.startswith(("/ostree/", "/boot/ostree/")):
+                    new_lines.extend(tmp)
+                tmp = []
+            if line is None:
+                break
+            skip = False
+            if not parsing_label and line.startswith("LABEL "):
+                parsing_label = True
+                tmp = []
+            elif parsing_label and line.startswith("\tKERNEL "):
+                kernel_arg = line[len("\tKERNEL "):]
+            elif not parsing_label and line.startswith("DEFAULT "):
+                saw_default = True
+                if line.startswith("DEFAULT ostree:") or "(ostree" in line:
+                    regenerate_default = True
+                skip = True
+            if not skip:
+                (tmp if parsing_label else new_lines).append(line)
+        if not saw_default:
+            regenerate_default = True
+        for i, cfg in enumerate(sysroot.read_boot_loader_configs(bootversion)):
+            title = cfg.get("title") or "(Untitled)"
+            if regenerate_default and i == 0:
+                new_lines.append(f"DEFAULT {title}")
+            new_lines.append(f"LABEL {title}")
+            val = cfg.get("linux")
+            if val is None:
+                raise OstreeError('No "linux" key in bootloader config')
+            new_lines.append(f"\tKERNEL /boot{val}")
+            for key, word in (("initrd", "INITRD"), ("devicetree", "DEVICETREE")):
+                val = cfg.get(key)
+                if val is not None:
+                    new_lines.append(f"\t{word} /boot{val}")
+            val = cfg.get("options")
+            if val is not None:
+                new_lines.append(f"\tAPPEND {val}")
+        replace_contents_at(sysroot.fd, f"boot/loader.{bootversion}/syslinux.cfg",
+                            join_lines(new_lines).encode(), fsync=True)
+
+
+class Uboot(Bootloader):
+    name = "U-Boot"
+    config_path = "boot/loader/uEnv.txt"
+
+    def query(self, sysroot: Sysroot) -> bool:
+        return exists_at(sysroot.fd, self.config_path) is not None
+
+    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+        read_text_at(sysroot.fd, self.config_path)  # must be readable, as in ostree
+        new_lines: list[str] = []
+        for i, cfg in enumerate(sysroot.read_boot_loader_configs(bootversion)):
+            sfx = "" if i == 0 else str(i + 1)
+            val = cfg.get("linux")
+            if val is None:
+                raise OstreeError('No "linux" key in bootloader config')
+            new_lines.append(f"kernel_image{sfx}=/boot{val}")
+            for key, word in (("initrd", "ramdisk_image"), ("devicetree", "fdt_file"),
+                              ("fdtdir", "fdtdir")):
+                val = cfg.get(key)
+                if val is not None:
+                    new_lines.append(f"{word}{sfx}=/boot{val}")
+            val = cfg.get("options")
+            if val is not None:
+                new_lines.append(f"bootargs{sfx}={val}")
+                if i == 0:
+                    self._append_system_uenv(sysroot, val, new_lines)
+        replace_contents_at(sysroot.fd, f"boot/loader.{bootversion}/uEnv.txt",
+                            join_lines(new_lines).encode(), fsync=True)
+
+    @staticmethod
+    def _append_system_uenv(sysroot: Sysroot, bootargs: str, new_lines: list[str]) -> None:
+        ostree_arg = KernelArgs.from_string(bootargs).get_last_value("ostree")
+        if not ostree_arg:
+            raise OstreeError("No ostree= kernel argument found in boot loader configuration file")
+        path = ostree_arg[1:] + "/usr/lib/ostree-boot/uEnv.txt"
+        if exists_at(sysroot.fd, path, follow=True) is None:
+            return
+        try:
+            new_lines.append(read_text_at(sysroot.fd, path))
+        except OstreeError as e:
+            raise OstreeError(f"Reading {path}: {e}", errno=e.errno) from None
+
+
+class Grub2(Bootloader):
+    name = "grub2"
+
+    def query(self, sysroot: Sysroot) -> bool:
+        if exists_at(sysroot.fd, "boot/grub2/grub.cfg") is not None:
+            return True
+        return bool(glob.glob(os.path.join(sysroot.path, "boot/efi/EFI/*/grub.cfg")))
+
+    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+        exe = os.environ.get("OSTREE_GRUB2_EXEC")
+        argv = [exe] if exe else ["grub2-mkconfig"]
+        new_cfg = os.path.join(sysroot.path, f"boot/loader.{bootversion}/grub.cfg")
+        env = dict(os.environ)
+        env["_OSTREE_GRUB2_BOOTVERSION"] = str(bootversion)
+        env["_OSTREE_GRUB2_IS_CHILD"] = "true"
+        env["OSTREE_SYSROOT"] = sysroot.path
+        argv += ["-o", new_cfg + ".new"]
+        try:
+            proc = subprocess.run(argv, env=env, check=False)
+        except OSError as e:
+            raise OstreeError(f"Failed to execute {argv[0]}: {e.strerror}") from None
+        if proc.returncode != 0:
+            raise OstreeError(f"{argv[0]}: Child process exited with code {proc.returncode}")
+        try:
+            os.rename(new_cfg + ".new", new_cfg)
+        except OSError as e:
+            raise OstreeError(f"rename({new_cfg}.new): {e.strerror}") from None
+
+
+_BY_NAME: dict[str, type[Bootloader]] = {"syslinux": Syslinux, "uboot": Uboot, "grub2": Grub2}
+
+
+def query_bootloader(sysroot: Sysroot) -> Bootloader | None:
+    """The configured boot loader, or the first one found (syslinux, grub2, U-Boot)."""
+    choice = sysroot.repo.config.get("sysroot", "bootloader") or "auto"
+    if choice == "none":
+        return None
+    if choice == "auto":
+        for cls in (Syslinux, Grub2, Uboot):
+            bl = cls()
+            if bl.query(sysroot):
+                return bl
+        return None
+    cls = _BY_NAME.get(choice)
+    if cls is None:
+        if choice == "zipl":
+            raise OstreeError("Bootloader zipl is not supported by pyostree")
+        raise OstreeError(f"Invalid bootloader configuration: '{choice}'")
+    return cls()

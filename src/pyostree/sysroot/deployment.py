@@ -1,0 +1,62 @@
+"""A deployment: one checked-out commit in ``ostree/deploy/OSNAME/deploy/CSUM.SERIAL``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..keyfile import KeyFile
+from .bootconfig import BootConfig
+
+UNLOCKED_NONE = "none"
+UNLOCKED_DEVELOPMENT = "development"
+UNLOCKED_HOTFIX = "hotfix"
+UNLOCKED_TRANSIENT = "transient"
+
+
+@dataclass(eq=False)
+class Deployment:
+    index: int
+    osname: str
+    csum: str
+    deployserial: int
+    bootcsum: str | None = None
+    bootserial: int = -1
+    bootconfig: BootConfig | None = None
+    origin: KeyFile | None = None
+    unlocked: str = UNLOCKED_NONE
+    staged: bool = False
+
+    def equal(self, other: Deployment | None) -> bool:
+        """``ostree_deployment_equal``: same osname, commit and deploy serial."""
+        if other is None:
+            return False
+        return (self is other or (self.osname == other.osname and self.csum == other.csum
+                                  and self.deployserial == other.deployserial))
+
+    @property
+    def dirpath(self) -> str:
+        """Path of the deployment root, relative to the sysroot."""
+        return f"ostree/deploy/{self.osname}/deploy/{self.csum}.{self.deployserial}"
+
+    @property
+    def origin_relpath(self) -> str:
+        return f"{self.dirpath}.origin"
+
+    @property
+    def is_pinned(self) -> bool:
+        if self.origin is None:
+            return False
+        try:
+            return self.origin.get_bool("libostree-transient", "pinned")
+        except Exception:
+            return False
+
+    @property
+    def origin_refspec(self) -> str | None:
+        return self.origin.get("origin", "refspec") if self.origin is not None else None
+
+    def clone(self) -> Deployment:
+        return Deployment(self.index, self.osname, self.csum, self.deployserial, self.bootcsum,
+                          self.bootserial, self.bootconfig.clone() if self.bootconfig else None,
+                          KeyFile.parse(self.origin.to_data()) if self.origin is not None else None,
+                          self.unlocked, self.staged)
