@@ -7,6 +7,7 @@ Compared against the real ostree (commit checksums, ``checkout
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -166,13 +167,16 @@ def test_special_files_round_trip(tmp_path: Path, py, mode: str) -> None:
     os.mknod(tree / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     os.mknod(tree / "loop 9", stat.S_IFBLK | 0o660, os.makedev(7, 9))
     os.mknod(tree / "wh", stat.S_IFCHR | 0o600, 0)
-    for p in ("fifo", "null", "loop 9", "wh"):
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tree / "sock"))
+    for p in ("fifo", "null", "loop 9", "wh", "sock"):
         os.chmod(tree / p, os.lstat(tree / p).st_mode & 0o7777)  # undo the umask
     py("init", f"--repo={tmp_path}/r", f"--mode={mode}")
     py("commit", f"--repo={tmp_path}/r", "-b", "x", "--quote-special-files", tree)
     assert py("cat", f"--repo={tmp_path}/r", "x", "/.ostree-dev.null").out == "c 1 3\n"
     assert py("cat", f"--repo={tmp_path}/r", "x", "/.ostree-dev.loop 9").out == "b 7 9\n"
     assert py("cat", f"--repo={tmp_path}/r", "x", "/.ostree-dev.fifo").out == "p\n"
+    assert py("cat", f"--repo={tmp_path}/r", "x", "/.ostree-dev.sock").out == "s\n"
     # without --retarget-whiteouts, a whiteout is just another char device
     assert py("cat", f"--repo={tmp_path}/r", "x", "/.ostree-dev.wh").out == "c 0 0\n"
     repo = Repo.open(str(tmp_path / "r"))
