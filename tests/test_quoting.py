@@ -184,7 +184,7 @@ def test_special_files_round_trip(tmp_path: Path, py, mode: str) -> None:
     checkout_tree(repo, "x", str(out))
     cli = tmp_path / "cli"
     py("checkout", f"--repo={tmp_path}/r", "--unquote-special-files", "x", cli)
-    for p in ("fifo", "null", "loop 9", "wh"):
+    for p in ("fifo", "null", "loop 9", "wh", "sock"):
         assert _node(cli / p) == _node(out / p)
         got, want = _node(out / p), _node(tree / p)
         if mode == "bare-user-only":
