@@ -23,7 +23,6 @@ Everything below the destination root is done with directory fds and
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import enum
 import errno
 import hashlib
@@ -117,7 +116,8 @@ def _futimens_mtime_zero(fd: int) -> None:
     """futimens(fd, {atime: UTIME_OMIT, mtime: 0}) as ostree does for directories."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the process's own symbols include libc; ctypes.util.find_library would fork ldconfig
+        _libc = ctypes.CDLL(None, use_errno=True)
     times = (_Timespec * 2)(_Timespec(0, _UTIME_OMIT), _Timespec(0, 0))
     if _libc.futimens(fd, times) != 0:
         e = ctypes.get_errno()
