@@ -23,6 +23,9 @@ from .errors import NotFoundError, OstreeError
 from .objects import ObjectType
 from .repo import Repo, RepoMode
 
+_SPOOL_THRESHOLD = 16 << 20
+"""Archive objects larger than this are decompressed to a temporary file, not memory."""
+
 
 @dataclass
 class PullStats:
@@ -95,6 +98,19 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
             dest.write_content(info, src_fd=fd, expected=checksum)
         finally:
             os.close(fd)
+        return True
+    if info.is_regular and info.size > _SPOOL_THRESHOLD:
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=f"/proc/self/fd/{dest.dfd}/tmp") as tmp, co.open() as f:
+            n = 0
+            while chunk := f.read(1 << 20):
+                tmp.write(chunk)
+                n += len(chunk)
+            tmp.flush()
+            if n != info.size:
+                raise OstreeError(f"Corrupted file object {checksum}: content is {n} bytes, header says {info.size}")
+            dest.write_content(info, src_fd=tmp.fileno(), expected=checksum)
         return True
     data = co.read() if info.is_regular else b""
     if info.is_regular and len(data) != info.size:
