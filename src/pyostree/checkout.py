@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from . import objects as obj
-from . import quoting
 from . import whiteouts as wh
 from .errors import OstreeError
 from .objects import FileInfo, ObjectType, Xattrs
@@ -343,7 +342,7 @@ class _Checkout:
         self.fast: str | None = None
         self._open: _OpenObject | None = None
         if (not self.has_filter and not options.process_whiteouts and not options.force_copy
-                and not options.process_passthrough_whiteouts and self.ow is OverwriteMode.NONE
+                and not options.process_passthrough_whiteouts
                 and self.sources[0].hardlinkable(self.user)):
             self.fast = "bare-user" if repo.mode is RepoMode.BARE_USER else "bare"
 
@@ -502,6 +501,8 @@ class _Checkout:
         objfd = self.sources[0].objfd
         bare_user = self.fast == "bare-user"
         user = self.user
+        union = self.ow is not OverwriteMode.NONE
+        add = self.ow is OverwriteMode.ADD_FILES
         stat_ = os.stat
         link = os.link
         S_ISREG = stat.S_ISREG
@@ -525,6 +526,18 @@ class _Checkout:
                     self.checkout_file(dfd, fname, c, path + fname)
                     continue
                 link(rel, fname, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                if union:
+                    if add:
+                        continue
+                    # re-union over the same checkout: already this very object
+                    try:
+                        dst = stat_(fname, dir_fd=dfd, follow_symlinks=False)
+                    except OSError:
+                        dst = None
+                    if dst is not None and dst.st_ino == st.st_ino and dst.st_dev == st.st_dev:
+                        continue
+                self.checkout_file(dfd, fname, c, path + fname)
             except OSError:
                 self.checkout_file(dfd, fname, c, path + fname)
 
@@ -561,6 +574,8 @@ class _Checkout:
             if self.o.process_whiteouts and name.startswith(wh.WHITEOUT_PREFIX):
                 wh.apply_oci_whiteout(dfd, name, path)
                 return
+            if self.o.process_passthrough_whiteouts or self.o.unquote_special_files:
+                from . import quoting  # imported only when needed: it pulls in commit.py
             if self.o.process_passthrough_whiteouts and name == quoting.OPAQUE_MARKER:
                 quoting.restore_opaque_at(dfd, self.sources[src_idx].repo.load_file(csum).read(), path)
                 return
