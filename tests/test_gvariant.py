@@ -366,3 +366,19 @@ def test_text_matches_ostree_show(tmp_path: Any, c: Any, py: Any) -> None:
         assert gv.parse_text(text).value == v.value
         assert gv.parse_text(raw, v.type).value == v.value
     r.close()
+
+
+@pytest.mark.ostree
+def test_string_quoting_matches_ostree(tmp_path: Any, c: Any) -> None:
+    repo = tmp_path / "repo"
+    c("init", f"--repo={repo}", "--mode=archive")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    values = ["plain", "it's", 'say "hi"', "both ' and \"", "tab\there", "nl\nx", "bell\a\v\f\b\r",
+              "esc\x1b\x7f", "zwj\u200dx", "snow ☃ 🎉", "back\\slash", "\u0085nel", ""]
+    args = [f"--add-metadata-string=k{i}={v}" for i, v in enumerate(values)]
+    c(f"--repo={repo}", "commit", "-b", "m", *args, str(tree))
+    for i, v in enumerate(values):
+        shown = c(f"--repo={repo}", "show", "m", "-B", f"--print-metadata-key=k{i}").out
+        assert shown == gv.print_value("s", v) + "\n", (v, shown)
+        assert gv.parse_text(shown.rstrip("\n")).value == v

@@ -34,6 +34,7 @@ buffer is the unique normal-form serialization of what it decodes to.
 from __future__ import annotations
 
 import struct
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -433,22 +434,24 @@ _TYPE_KEYWORDS = {
 _KEYWORD_OF = {v: k for k, v in _TYPE_KEYWORDS.items()}
 
 
+_ESCAPES = {"\a": "a", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v"}
+
+
 def _quote(s: str) -> str:
-    q = "'" if "'" not in s or '"' in s else '"'
+    """Quote like g_variant_print: '...' unless the text holds a ', escapes for the unprintable."""
+    q = '"' if "'" in s else "'"
     out = [q]
     for ch in s:
         if ch == q or ch == "\\":
             out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+        elif unicodedata.category(ch) not in ("Cc", "Cf", "Cn", "Cs"):  # g_unichar_isprint
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append("\\" + _ESCAPES[ch])
+        elif ord(ch) < 0x10000:
             out.append(f"\\u{ord(ch):04x}")
         else:
-            out.append(ch)
+            out.append(f"\\U{ord(ch):08x}")
     out.append(q)
     return "".join(out)
 
@@ -570,7 +573,8 @@ class _TextParser:
                     out.append(chr(int(self.s[self.i : self.i + 8], 16)))
                     self.i += 8
                 else:
-                    out.append({"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(e, e))
+                    out.append({"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "a": "\a",
+                                "v": "\v"}.get(e, e))
             else:
                 out.append(ch)
 
