@@ -46,6 +46,8 @@ class Run:
     secs: float
     rss_kb: int
     err: str
+    cpu: float = 0.0
+    """user + system seconds (robust to other load on the machine, unlike wall time)"""
 
 
 def run_measured(argv: list[str], cwd: str | None = None, timeout: float = 3600.0) -> Run:
@@ -70,7 +72,7 @@ def run_measured(argv: list[str], cwd: str | None = None, timeout: float = 3600.
         tail = errf.read()[-4000:].decode("utf-8", "replace")
     lines = [ln for ln in tail.splitlines() if ln.strip()]
     err = lines[-1][:300] if (rc != 0 and lines) else ("" if rc == 0 else f"exit status {rc}")
-    return Run(rc, secs, int(ru.ru_maxrss), err)
+    return Run(rc, secs, int(ru.ru_maxrss), err, ru.ru_utime + ru.ru_stime)
 
 
 def quiet(argv: list[str], cwd: str | None = None) -> None:
@@ -248,6 +250,12 @@ class Result:
             return None
         return float(t["median"])
 
+    def cpu_ratio(self) -> float | None:
+        p, c = self.tools.get("pyostree") or {}, self.tools.get("ostree") or {}
+        if p.get("cpu_median") and c.get("cpu_median"):
+            return round(p["cpu_median"] / c["cpu_median"], 3)
+        return None
+
     def to_json(self) -> dict[str, Any]:
         py, c = self.median("pyostree"), self.median("ostree")
         fl = self.floor["median"] if self.floor and self.floor.get("median") is not None else None
@@ -256,6 +264,7 @@ class Result:
             "pyostree": self.tools.get("pyostree"), "ostree": self.tools.get("ostree"),
             "floor": self.floor, "floor_label": self.floor_label,
             "ratio": round(py / c, 3) if py and c else None,
+            "ratio_cpu": self.cpu_ratio(),
             "ratio_floor_pyostree": round(py / fl, 3) if py and fl else None,
             "ratio_floor_ostree": round(c / fl, 3) if c and fl else None,
         }
@@ -266,6 +275,7 @@ def _summ(runs: list[Run]) -> dict[str, Any]:
     return {
         "times": [round(t, 4) for t in times],
         "median": round(statistics.median(times), 4) if times else None,
+        "cpu_median": round(statistics.median([r.cpu for r in runs]), 4) if runs else None,
         "rss_kb": max((r.rss_kb for r in runs), default=None),
         "rss_kb_median": int(statistics.median([r.rss_kb for r in runs])) if runs else None,
         "error": None,
@@ -650,12 +660,13 @@ def _row(r: dict[str, Any]) -> list[str]:
     py, c, fl = r["pyostree"] or {}, r["ostree"] or {}, r["floor"] or {}
     note = "; ".join(f"{w}: {d['error']}" for w, d in (("pyostree", py), ("ostree", c)) if d.get("error"))
     return [r["tree"], r["op"], _fmt_t(py.get("median")), _fmt_t(c.get("median")), _fmt_r(r["ratio"]),
+            _fmt_r(r.get("ratio_cpu")),
             (f"{_fmt_t(fl.get('median'))} {r['floor_label']}" if r["floor"] else ""),
             _fmt_r(r["ratio_floor_pyostree"]) if r["floor"] else "",
             _fmt_m(py.get("rss_kb")), _fmt_m(c.get("rss_kb")), note[:120]]
 
 
-HEAD = ["tree", "op", "pyostree", "ostree", "py/c", "floor", "py/floor", "py MB", "c MB", "note"]
+HEAD = ["tree", "op", "pyostree", "ostree", "py/c", "py/c cpu", "floor", "py/floor", "py MB", "c MB", "note"]
 
 
 def print_row(res: Result, out: Any) -> None:
@@ -697,7 +708,8 @@ def markdown(rep: dict[str, Any]) -> str:
            f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_mb']} MB RAM, Linux {m['kernel']}, "
            f"{m['fs']} file system; Python {m['python']}; pyostree {m['pyostree_rev']}.  "
            f"Median of {cfg['reps']} alternating runs after {cfg['warmup']} warm-up; "
-           "ratio py/c < 1 means pyostree is faster; peak RSS in MB.", ""]
+           "py/c < 1 means pyostree is faster (wall time); py/c cpu compares user+system "
+           "CPU seconds, which other load on the machine disturbs less; peak RSS in MB.", ""]
     for name, t in rep["trees"].items():
         if "error" in t and "entries" not in t:
             out.append(f"- tree **{name}**: not run ({t['error']})")

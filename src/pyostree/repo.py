@@ -28,9 +28,12 @@ import stat
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 from . import objects as obj
 from .errors import NotFoundError, OstreeError, os_error
@@ -211,6 +214,7 @@ class Repo:
         self._staging_name: str | None = None
         self._staged: set[str] = set()
         self._staged_dirs: set[str] = set()
+        self._writer: _AsyncWriter | None = None
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._meta_cache: OrderedDict[tuple[ObjectType, str], bytes] = OrderedDict()
@@ -330,6 +334,8 @@ class Repo:
         """(dir fd, relative path) of an object in this repo (staging first), or None."""
         rel = obj.object_relpath(checksum, objtype, self.is_archive)[len("objects/"):]
         if self._staging_dfd is not None and checksum + objtype.value in self._staged:
+            if self._writer is not None:
+                self._writer.wait_for(checksum + objtype.value)
             return self._staging_dfd, rel
         try:
             os.stat(rel, dir_fd=self._objects_dfd, follow_symlinks=False)
@@ -544,6 +550,8 @@ class Repo:
     def commit_transaction(self) -> None:
         if self._staging_dfd is None:
             raise OstreeError("No transaction in progress")
+        if self._writer is not None:
+            self._writer.drain()
         if os.environ.get("OSTREE_REPO_TEST_ERROR") == "pre-commit":
             raise OstreeError("OSTREE_REPO_TEST_ERROR_PRE_COMMIT")
         if not self.disable_fsync:
@@ -584,6 +592,9 @@ class Repo:
 
     def _cleanup_staging(self) -> None:
         assert self._tmp_dfd is not None and self._staging_name is not None
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         _rm_rf_at(self._tmp_dfd, self._staging_name)
         if self._staging_dfd is not None:
             os.close(self._staging_dfd)
@@ -706,14 +717,32 @@ class Repo:
             checksum = h.hexdigest()
         if expected is not None and expected != checksum:
             raise OstreeError(f"Corrupted file object; checksum expected='{expected}' actual='{checksum}'")
-        if self.has_object_local(ObjectType.FILE, checksum):
+        if checksum + ObjectType.FILE.value in self._staged or self.has_object_local(ObjectType.FILE, checksum):
             return checksum
         if self.mode is RepoMode.BARE_USER_ONLY:
             obj.validate_bareuseronly_mode(info.mode, checksum)
-        self._write_content_object(sdfd, checksum, info, data, src_fd)
+        if self.is_archive and is_reg and _WRITE_THREADS > 0:
+            # compression dominates: deflate in worker threads (zlib releases the GIL)
+            if self._writer is None:
+                self._writer = _AsyncWriter()
+            self._stage_prefix_dfd(checksum)
+            self._staged.add(checksum + ObjectType.FILE.value)
+            own_fd = os.dup(src_fd) if data is None and src_fd is not None else None
+            self._writer.submit(checksum + ObjectType.FILE.value, len(data) if data is not None else _CHUNK,
+                                self._write_content_object_async, sdfd, checksum, info, data, own_fd)
+        else:
+            self._write_content_object(sdfd, checksum, info, data, src_fd)
         self.stats["content_written"] += 1
         self.stats["content_bytes_written"] += info.size if is_reg else 0
         return checksum
+
+    def _write_content_object_async(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
+                                    own_fd: int | None) -> None:
+        try:
+            self._write_content_object(sdfd, checksum, info, data, own_fd)
+        finally:
+            if own_fd is not None:
+                os.close(own_fd)
 
     def _write_content_object(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
                               src_fd: int | None) -> None:
@@ -864,6 +893,58 @@ class Repo:
         from . import refs as _refs
 
         return _refs.resolve_rev(self, rev, allow_noent)
+
+
+_WRITE_THREADS = min(4, os.cpu_count() or 1) if os.environ.get("PYOSTREE_WRITE_THREADS") is None \
+    else int(os.environ["PYOSTREE_WRITE_THREADS"])
+_MAX_INFLIGHT = 64
+_MAX_INFLIGHT_BYTES = 16 << 20
+
+
+class _AsyncWriter:
+    """Object writes running in a few threads; bounded in count and bytes held.
+
+    ``wait_for`` blocks until a given object is on disk, ``drain`` until all
+    are; the first failure is re-raised in the caller's thread.
+    """
+
+    def __init__(self) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=_WRITE_THREADS, thread_name_prefix="pyostree-write")
+        self._pending: dict[str, Future[None]] = {}
+        self._queue: deque[tuple[str, Future[None], int]] = deque()
+        self._bytes = 0
+
+    def submit(self, key: str, nbytes: int, fn: Callable[..., None], *args: object) -> None:
+        fut = self._pool.submit(fn, *args)
+        self._pending[key] = fut
+        self._queue.append((key, fut, nbytes))
+        self._bytes += nbytes
+        while self._queue and (len(self._queue) > _MAX_INFLIGHT or self._bytes > _MAX_INFLIGHT_BYTES):
+            self._pop()
+
+    def _pop(self) -> None:
+        key, fut, nbytes = self._queue.popleft()
+        self._bytes -= nbytes
+        self._pending.pop(key, None)
+        fut.result()
+
+    def wait_for(self, key: str) -> None:
+        fut = self._pending.get(key)
+        if fut is not None:
+            fut.result()
+
+    def drain(self) -> None:
+        while self._queue:
+            self._pop()
+
+    def shutdown(self) -> None:
+        """Wait for every write (errors ignored: the transaction is going away)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._queue.clear()
+        self._pending.clear()
 
 
 class _Transaction:
