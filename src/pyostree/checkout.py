@@ -39,7 +39,7 @@ from . import objects as obj
 from . import whiteouts as wh
 from .errors import OstreeError
 from .objects import FileInfo, ObjectType, Xattrs
-from .repo import Repo, RepoMode, list_xattrs, set_xattrs
+from .repo import ContentObject, Repo, RepoMode, list_xattrs, set_xattrs
 
 _IO_CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -752,13 +752,14 @@ class _Checkout:
             os.close(tmpdfd)
 
     # -- copies -----------------------------------------------------------------
-    def _write_object_content(self, csum: str, outfd: int) -> FileInfo:
+    def _write_object_content(self, csum: str, outfd: int, co: ContentObject | None = None) -> FileInfo:
         """Write the content of a regular-file object to *outfd*; returns its info."""
         op = self._open
         if op is not None and op.checksum == csum:
             _inflate(op.fd, op.head, op.hlen, outfd, op.info.size, f"content object {csum}")
             return op.info
-        co = self.repo.load_file(csum)
+        if co is None:
+            co = self.repo.load_file(csum)
         owner = co.repo
         fd = os.open(co.relpath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=owner.dfd)
         try:
@@ -781,7 +782,12 @@ class _Checkout:
 
     def _copy_inner(self, csum: str, dfd: int, name: str, path: str, override_unreadable: bool) -> None:
         op = self._open
-        info = op.info if op is not None and op.checksum == csum else self.repo.load_file(csum).info
+        co: ContentObject | None = None
+        if op is not None and op.checksum == csum:
+            info = op.info
+        else:
+            co = self.repo.load_file(csum)
+            info = co.info
         xattrs = [] if self.user else info.xattrs
         ow = self.ow
         if info.is_symlink:
@@ -856,7 +862,7 @@ class _Checkout:
             raise _err(e, f"open({name})") from None
         try:
             try:
-                self._write_object_content(csum, fd)
+                self._write_object_content(csum, fd, co)
                 if not self.user:
                     os.fchown(fd, info.uid, info.gid)
                     if xattrs:
