@@ -515,6 +515,9 @@ class _Checkout:
                 st = stat_(rel, dir_fd=objfd, follow_symlinks=False)
                 if bare_user:
                     meta = os.getxattr(f"/proc/self/fd/{objfd}/{rel}", "user.ostreemeta")
+                    if len(meta) < 12:
+                        self.checkout_file(dfd, fname, c, path + fname)  # reports the corruption
+                        continue
                     m = int.from_bytes(meta[8:12], "big")
                 else:
                     m = st.st_mode
