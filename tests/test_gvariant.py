@@ -382,3 +382,40 @@ def test_string_quoting_matches_ostree(tmp_path: Any, c: Any) -> None:
         shown = c(f"--repo={repo}", "show", "m", "-B", f"--print-metadata-key=k{i}").out
         assert shown == gv.print_value("s", v) + "\n", (v, shown)
         assert gv.parse_text(shown.rstrip("\n")).value == v
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["aay", "as", "a(ays)", "(ayayay)", "a{sv}", "(asay)"]),
+    st.integers(1, 400),
+    st.integers(0, 600),
+    st.data(),
+)
+def test_round_trip_large_containers(t: str, n: int, size: int, data: st.DataObject) -> None:
+    """Containers of up to ~240 KB: 1-, 2- and 4-byte framing offsets, exercised by hypothesis."""
+    blob_of = lambda i: bytes([i % 251]) * (size + i % 7)  # noqa: E731
+    str_of = lambda i: "s" * (size + i % 5)  # noqa: E731
+    value: Any
+    if t == "aay":
+        value = [blob_of(i) for i in range(n)]
+    elif t == "as":
+        value = [str_of(i) for i in range(n)]
+    elif t == "a(ays)":
+        value = [(blob_of(i), str_of(i)) for i in range(n)]
+    elif t == "(ayayay)":
+        value = (blob_of(1) * n, blob_of(2), blob_of(3) * n)
+    elif t == "a{sv}":
+        value = [(str(i), Variant("ay", blob_of(i))) for i in range(n)]
+    else:
+        value = ([str_of(i) for i in range(n)], blob_of(n))
+    blob = gv.serialize(t, value)
+    assert gv.deserialize(t, blob) == value
+    assert gv.is_normal_form(t, blob)
+    if len(blob) > 8:
+        cut = data.draw(st.integers(1, len(blob) - 1))
+        try:
+            truncated = gv.deserialize(t, blob[:cut])
+        except GVariantError:
+            pass
+        else:  # a prefix may parse, but never as the same value
+            assert truncated != value
