@@ -206,3 +206,22 @@ def test_failed_commit_cleans_up(tmp_path: Path, py: Run, c: Run) -> None:
     assert not any(d.name.startswith("staging-") for d in (repo / "tmp").iterdir())
     assert not (repo / "refs" / "heads" / "x").exists()
     fsck_ok(c, repo)
+
+
+def test_concurrent_commits_and_prunes(tmp_path: Path, py: Run, c: Run) -> None:
+    """Like upstream test-concurrency.py: committers and `prune --refs-only` at once."""
+    repo = tmp_path / "repo"
+    py("init", f"--repo={repo}", "--mode=bare")
+    with open(repo / "config", "a") as f:
+        f.write("disable-xattrs=true\n")
+    trees = [big_tree(tmp_path / f"tree{v}", 2, 10) for v in range(3)]
+    procs = [subprocess.Popen([*PY, f"--repo={repo}", "commit", "--fsync=0", "-b", f"tree{v % 3}",
+                               f"--tree=dir={trees[v % 3]}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for v in range(6)]
+    procs += [subprocess.Popen([*PY, f"--repo={repo}", "prune", "--refs-only"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    verify_refs(repo)
+    fsck_ok(c, repo)
+    assert len(c(f"--repo={repo}", "refs").out.split()) == 3
