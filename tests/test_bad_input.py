@@ -152,3 +152,31 @@ def test_missing_repo_and_bad_args(tmp_path: Path, py: Run, repo: Path) -> None:
     so.write_text("nospace\n")
     _expect_error(py, repo, ["commit", "-b", "x", f"--statoverride={so}", str(tmp_path / "tree")])
     assert not (repo / "refs" / "heads" / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/../../escape", ""])
+def test_hostile_names_in_dirtree(tmp_path: Path, py: Run, repo: Path, name: str) -> None:
+    """A dirtree naming '..' (or a path) is refused before anything is written outside the target."""
+    import stat as stat_
+
+    from pyostree import refs
+    from pyostree.objects import Commit, DirMeta, DirTree, FileInfo
+    from pyostree.repo import Repo
+
+    r = Repo.open(str(repo))
+    with r.transaction():
+        content = b"escaped\n"
+        fc = r.write_content(FileInfo(stat_.S_IFREG | 0o644, 0, 0, len(content)), content)
+        dm = r.write_dirmeta(DirMeta(0, 0, stat_.S_IFDIR | 0o755))
+        inner = r.write_dirtree(DirTree([(name, fc)], []))
+        root = r.write_dirtree(DirTree([], [("sub", inner, dm)]))
+        csum = r.write_commit(Commit([], None, [], "evil", "", 0, root, dm))
+        refs.set_ref(r, None, "evil", csum)
+    r.close()
+    target = tmp_path / "deep" / "co"
+    target.parent.mkdir()
+    _expect_error(py, repo, ["checkout", "evil", str(target)], "filename")
+    _expect_error(py, repo, ["ls", "-R", "evil"], "filename")
+    _expect_error(py, repo, ["commit", "-b", "n", "--tree=ref=evil", "--owner-uid=1"], "filename")
+    assert not (tmp_path / "deep" / "escaped").exists() and not (tmp_path / "escape").exists()
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) in ([], ["co"])
