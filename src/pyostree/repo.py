@@ -16,8 +16,6 @@ Objects are written into the transaction's staging directory and renamed into
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import enum
 import errno
 import fcntl
@@ -30,7 +28,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -69,13 +67,16 @@ class RepoMode(enum.Enum):
 # ---------------------------------------------------------------------------
 # small OS helpers
 
-_libc: ctypes.CDLL | None = None
+_libc: Any = None  # ctypes.CDLL, imported on first use (start-up time)
 
 
 def _syncfs(fd: int) -> None:
     global _libc
+    import ctypes
+
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the process's own symbols include libc; ctypes.util.find_library would fork ldconfig
+        _libc = ctypes.CDLL(None, use_errno=True)
     if _libc.syncfs(fd) != 0:
         e = ctypes.get_errno()
         raise OstreeError(f"syncfs: {os.strerror(e)}", errno=e)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import OSTREE_COMPAT_VERSION
@@ -58,14 +57,18 @@ HIDDEN_COMMANDS: dict[str, str] = {
 NO_REPO = {"admin", "checksum", "init", "container"}
 
 
-@dataclass
 class Context:
-    """What every builtin gets: the global options and a way to open the repo."""
+    """What every builtin gets: the global options and a way to open the repo.
 
-    repo_path: str | None = None
-    verbose: bool = False
-    command: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
+    A plain class, not a dataclass: importing dataclasses costs start-up time.
+    """
+
+    def __init__(self, repo_path: str | None = None, verbose: bool = False, command: str = "",
+                 extra: dict[str, object] | None = None) -> None:
+        self.repo_path = repo_path
+        self.verbose = verbose
+        self.command = command
+        self.extra: dict[str, object] = extra if extra is not None else {}
 
     def find_repo_path(self) -> str:
         if self.repo_path:
