@@ -251,7 +251,7 @@ def _load_dirtree_raw(repo: Repo, checksum: str) -> DirTree:
 
 def traverse_commit(repo: Repo, checksum: str, maxdepth: int, reachable: set[ObjectName],
                     parents: dict[ObjectName, set[ObjectName]] | None = None, *,
-                    commit_only: bool = False) -> None:
+                    commit_only: bool = False, tolerate_corrupt: bool = False) -> None:
     """Add every object reachable from commit *checksum* to *reachable*.
 
     Follows *maxdepth* parents (-1: all).  A missing commit ends the walk; in
@@ -270,7 +270,8 @@ def traverse_commit(repo: Repo, checksum: str, maxdepth: int, reachable: set[Obj
         partial, _ = commit_state(repo, csum)
         reachable.add(key)
         if not commit_only:
-            _traverse_dir(repo, commit.root_contents, commit.root_meta, key, reachable, parents, partial)
+            _traverse_dir(repo, commit.root_contents, commit.root_meta, key, reachable, parents, partial,
+                          tolerate_corrupt)
         if maxdepth == -1 or depth > 0:
             if depth > 0:
                 depth -= 1
@@ -286,7 +287,8 @@ def _add_parent(parents: dict[ObjectName, set[ObjectName]] | None, key: ObjectNa
 
 
 def _traverse_dir(repo: Repo, contents: str, meta: str, parent: ObjectName, reachable: set[ObjectName],
-                  parents: dict[ObjectName, set[ObjectName]] | None, ignore_missing: bool) -> None:
+                  parents: dict[ObjectName, set[ObjectName]] | None, ignore_missing: bool,
+                  tolerate_corrupt: bool = False) -> None:
     mkey: ObjectName = (meta, ObjectType.DIR_META)
     _add_parent(parents, mkey, parent)
     reachable.add(mkey)
@@ -300,12 +302,17 @@ def _traverse_dir(repo: Repo, contents: str, meta: str, parent: ObjectName, reac
         if ignore_missing:
             return
         raise
+    except OstreeError:
+        if not tolerate_corrupt:
+            raise
+        reachable.add(tkey)
+        return
     for _name, fc in tree.files:
         fkey: ObjectName = (fc, ObjectType.FILE)
         _add_parent(parents, fkey, tkey)
         reachable.add(fkey)
     for _name, tc, mc in tree.dirs:
-        _traverse_dir(repo, tc, mc, tkey, reachable, parents, ignore_missing)
+        _traverse_dir(repo, tc, mc, tkey, reachable, parents, ignore_missing, tolerate_corrupt)
     reachable.add(tkey)
 
 
@@ -532,7 +539,7 @@ class _Fsck:
         reachable: set[ObjectName] = set()
         parents: dict[ObjectName, set[ObjectName]] = {}
         for csum in commits:
-            traverse_commit(repo, csum, 0, reachable, parents)
+            traverse_commit(repo, csum, 0, reachable, parents, tolerate_corrupt=True)
         for key in _fsck_order(reachable):
             self.one_object(key[0], key[1], commits_of(parents, key))
         if opts.add_tombstones:
