@@ -129,3 +129,16 @@ def test_absolute_names_are_made_relative(tmp_path, py, c):
     py(f"--repo={repo}", "commit", "-b", "x", "--tar-autocreate-parents", f"--tree=tar={arc}")
     out = c(f"--repo={repo}", "ls", "-R", "x").out
     assert "/abs/file" in out and "/up" in out
+
+
+def test_non_utf8_names_and_targets_refused(tmp_path, py):
+    repo = tmp_path / "r"
+    py(f"--repo={repo}", "init", "--mode=archive")
+    for i, ti in enumerate([_member("caf\udce9", size=1), _member("l", tarfile.SYMTYPE, "caf\udce9")]):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, errors="surrogateescape") as tf:
+            tf.addfile(ti, io.BytesIO(b"x") if ti.size else None)
+        arc = tmp_path / f"n{i}.tar"
+        arc.write_bytes(buf.getvalue())
+        r = py(f"--repo={repo}", "commit", "-b", "x", f"--tree=tar={arc}", check=False)
+        assert r.rc == 1 and "Invalid UTF-8" in r.err and "Traceback" not in r.err

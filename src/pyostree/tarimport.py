@@ -381,6 +381,20 @@ class _Importer:
         if self._modify("/" + path, info) == FilterResult.SKIP:
             return
         skip_x = self.modifier.skip_xattrs or self.modifier.canonical_permissions
+        for comp in path.split("/"):
+            try:
+                comp.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = comp.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                what = ("ostree-tar: Failed to handle directory: " if stat.S_ISDIR(info.mode) else
+                        "ostree-tar: Failed to handle file: ostree-tar: Failed to import file: ")
+                raise OstreeError(f"{what}Invalid UTF-8 in filename {shown}") from None
+        if info.is_symlink:
+            try:
+                info.symlink_target.encode("utf-8")
+            except UnicodeEncodeError:
+                raise OstreeError(f"ostree-tar: Failed to handle file: Invalid UTF-8 in symlink target of {path}") \
+                    from None
         parent = self.parent_dir(path, entry)
         name = path.rsplit("/", 1)[-1] if path else ""
         if stat.S_ISDIR(info.mode):
