@@ -226,6 +226,10 @@ def test_fuzz_truncated_and_flipped_real_values(data: st.DataObject) -> None:
         ("v", b"\0" + b"a" * 300 + b"y"),  # type nested too deeply
         ("v", b"\0v" * 3000),  # variants nested too deeply
         ("ms", b"a"),  # maybe without trailing NUL
+        ("o", b"not/a/path\0"),  # invalid object path
+        ("o", b"/trailing/\0"),
+        ("g", b"(ii\0"),  # invalid signature
+        ("g", b"mi\0"),  # D-Bus signatures have no maybes
         ("ay", None),
     ],
 )

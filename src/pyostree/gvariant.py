@@ -33,6 +33,7 @@ buffer is the unique normal-form serialization of what it decodes to.
 
 from __future__ import annotations
 
+import re
 import struct
 import unicodedata
 from dataclasses import dataclass
@@ -214,6 +215,8 @@ def _ser(t: GType, v: Any) -> bytes:
         data: bytes = v.encode("utf-8")
         if b"\0" in data:
             raise GVariantError("embedded NUL in GVariant string")
+        if (k == "o" and not _OBJECT_PATH.fullmatch(v)) or (k == "g" and not _is_signature(v)):
+            raise GVariantError(f"invalid {'object path' if k == 'o' else 'signature'} {v!r}")
         return data + b"\0"
     if k == "v":
         if not isinstance(v, Variant):
@@ -275,6 +278,22 @@ def serialize(type_string: str, value: Any) -> bytes:
 # Parsing
 
 
+_OBJECT_PATH = re.compile(r"/|(/[A-Za-z0-9_]+)+")
+
+
+def _is_signature(text: str) -> bool:
+    """A D-Bus signature: complete types in sequence, no maybes."""
+    if "m" in text:
+        return False
+    i = 0
+    try:
+        while i < len(text):
+            _, i = _parse_type_at(text, i)
+    except (GVariantError, RecursionError):
+        return False
+    return True
+
+
 def _read_offset(data: bytes, pos: int, width: int) -> int:
     return int.from_bytes(data[pos : pos + width], "little")
 
@@ -305,9 +324,14 @@ def _de(t: GType, data: bytes, start: int, end: int) -> Any:
         if b"\0" in raw:
             raise GVariantError("string with an embedded NUL")
         try:
-            return raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise GVariantError("string that is not valid UTF-8") from e
+        if k == "o" and not _OBJECT_PATH.fullmatch(text):
+            raise GVariantError(f"invalid object path {text!r}")
+        if k == "g" and not _is_signature(text):
+            raise GVariantError(f"invalid signature {text!r}")
+        return text
     if k == "v":
         if size == 0:
             raise GVariantError("empty variant")
