@@ -356,6 +356,7 @@ class Bench:
         self.results: list[Result] = []
         self.trees: dict[str, dict[str, Any]] = {}
         self.scaling: list[dict[str, Any]] = []
+        self.load_start = [round(x, 2) for x in os.getloadavg()]
 
     # -- helpers ------------------------------------------------------------
     def init_repo(self, path: str, mode: str, tool: Tool | None = None) -> None:
@@ -522,10 +523,10 @@ class Bench:
                 co = os.path.join(wdir, f"co-{t.name}")
                 self.init_repo(repo, "bare")
                 r = run_measured(t.cmd(repo, "commit", "-b", REF, "--fsync=false", tree.path))
-                row[f"{t.name}_commit"] = {"secs": round(r.secs, 3), "rss_kb": r.rss_kb,
+                row[f"{t.name}_commit"] = {"secs": round(r.secs, 3), "cpu": round(r.cpu, 3), "rss_kb": r.rss_kb,
                                            "error": r.err or None}
                 r2 = run_measured(t.cmd(repo, "checkout", REF, co)) if r.rc == 0 else Run(1, 0, 0, "no commit")
-                row[f"{t.name}_checkout"] = {"secs": round(r2.secs, 3), "rss_kb": r2.rss_kb,
+                row[f"{t.name}_checkout"] = {"secs": round(r2.secs, 3), "cpu": round(r2.cpu, 3), "rss_kb": r2.rss_kb,
                                              "error": r2.err or None}
                 rm_rf(co)
                 rm_rf(repo)
@@ -588,10 +589,12 @@ class Bench:
             rm_rf(self.work)
 
     def report(self) -> dict[str, Any]:
+        machine = machine_info(self.tools)
+        machine["loadavg_start"] = self.load_start
         return {
             "version": 1,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine_info(self.tools),
+            "machine": machine,
             "config": {"reps": self.args.reps, "warmup": self.args.warmup, "quick": self.args.quick,
                        "statistic": "median", "tools": {t.name: t.argv for t in self.tools}},
             "trees": self.trees,
@@ -635,6 +638,7 @@ def machine_info(tools: list[Tool]) -> dict[str, Any]:
         "cpu": cpu, "cpus": os.cpu_count(), "mem_mb": mem, "kernel": platform.release(),
         "fs": first(["stat", "-f", "-c", "%T", ROOT]), "python": platform.python_version(),
         "ostree": ostree_ver, "pyostree_rev": rev + ("+dirty" if dirty else ""),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -706,7 +710,9 @@ def markdown(rep: dict[str, Any]) -> str:
     cfg = rep["config"]
     out = [f"## pyostree vs ostree {m['ostree']} — {rep['date']}", "",
            f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_mb']} MB RAM, Linux {m['kernel']}, "
-           f"{m['fs']} file system; Python {m['python']}; pyostree {m['pyostree_rev']}.  "
+           f"{m['fs']} file system; Python {m['python']}; pyostree {m['pyostree_rev']}; "
+           f"load average {m.get('loadavg_start', ['?'])[0]} at start, {m.get('loadavg', ['?'])[0]} at end "
+           "(other work on the machine inflates wall times; CPU ratios are steadier).  "
            f"Median of {cfg['reps']} alternating runs after {cfg['warmup']} warm-up; "
            "py/c < 1 means pyostree is faster (wall time); py/c cpu compares user+system "
            "CPU seconds, which other load on the machine disturbs less; peak RSS in MB.", ""]
