@@ -199,6 +199,8 @@ def cmd_deploy(argv: list[str]) -> int:
         raise a.fail("Can't specify both --no-merge and --karg-delete")
     if op.overlay_initrd:
         raise OstreeError("--overlay-initrd is not supported by pyostree")
+    if op.stage and sr.booted_deployment is None:
+        raise OstreeError("Cannot stage deployment: Not currently booted into an OSTree system")
     if op.stage:
         raise OstreeError("--stage is not supported by pyostree")
     refspec = a.args[0]
@@ -327,20 +329,20 @@ def cmd_set_origin(argv: list[str]) -> int:
     remotename, url = a.args[0], a.args[1]
     if a.opts.index is not None:
         target = _indexed(sr, str(a.opts.index))
-    else:
+    elif sr.booted_deployment is not None:
         target = sr.booted_deployment
-        if target is None:
-            raise OstreeError("Not currently booted into an OSTree system")
+    else:
+        raise OstreeError("Not currently booted into an OSTree system")
     from ..remotes import add_remote
 
-    options: list[tuple[str, str]] = []
+    options: dict[str, str | bool | list[str]] = {}
     if a.opts.no_gpg_verify:
-        options.append(("gpg-verify", "false"))
+        options["gpg-verify"] = "false"
     for kv in a.opts.set:
         k, eq, v = kv.partition("=")
         if not eq:
             raise OstreeError(f"Invalid option {kv}")
-        options.append((k, v))
+        options[k] = v
     add_remote(sr.repo, remotename, url, options, if_not_exists=True)
     origin = target.origin
     old_refspec = origin.get("origin", "refspec") if origin is not None else None
@@ -373,15 +375,109 @@ def cmd_kargs(argv: list[str]) -> int:
               help="Append kernel arguments if they do not exist"),
     ], "", "")
     sr = a.sysroot(lock=True)
+    if not sr.deployments:
+        raise OstreeError("Unable to find a deployment in sysroot")
     for d in sr.deployments:
-        if d.staged:
-            continue
         assert d.bootconfig is not None
         k = KernelArgs.from_string(d.bootconfig.get("options"))
         for arg in a.opts.append_if_missing:
             k.append_if_missing(arg)
-        d.bootconfig.set("options", k.to_string())
-    sr.rewrite_boot_entries()
+        sr.set_kargs_in_place(d, k.to_string())
+    return 0
+
+
+def cmd_upgrade(argv: list[str]) -> int:
+    from ..sysroot.upgrader import Upgrader, remove_transient_state
+
+    a = Admin("upgrade", argv, [
+        o.Opt("os", kind=o.STRING, metavar="OSNAME",
+              help="Use a different operating system root than the current one"),
+        o.Opt("reboot", "r", help="Reboot after a successful upgrade"),
+        o.Opt("allow-downgrade", help="Permit deployment of chronologically older trees"),
+        o.Opt("override-commit", kind=o.STRING, metavar="CHECKSUM",
+              help="Deploy CHECKSUM instead of the latest tree"),
+        o.Opt("pull-only", help="Do not create a deployment, just download"),
+        o.Opt("deploy-only", help="Do not pull, only deploy"),
+        o.Opt("stage", help="Enable staging (finalization at reboot time)"),
+    ], "")
+    op = a.opts
+    sr = a.sysroot(lock=True)
+    if op.pull_only and op.deploy_only:
+        raise OstreeError("Cannot simultaneously specify --pull-only and --deploy-only")
+    if op.pull_only and op.reboot:
+        raise OstreeError("Cannot simultaneously specify --pull-only and --reboot")
+    up = Upgrader(sr, op.os)
+    origin = KeyFile.parse(up.origin.to_data())
+    remove_transient_state(origin)
+    if op.override_commit is not None:
+        origin.set("origin", "override-commit", op.override_commit)
+    up.set_origin(origin)
+    try:
+        changed = up.pull(allow_older=op.allow_downgrade, synthetic=op.deploy_only)
+    except OstreeError:
+        if op.pull_only:
+            try:
+                sr.cleanup(prune=True)
+            except OstreeError:
+                pass
+        raise
+    if not changed:
+        print("No update available.")
+        return 0
+    if not op.pull_only:
+        up.deploy(stage=op.stage or bool(os.environ.get("OSTREE_EX_STAGE_DEPLOYMENTS")))
+    return 0
+
+
+def cmd_switch(argv: list[str]) -> int:
+    from ..refs import parse_refspec, set_ref
+    from ..sysroot.upgrader import Upgrader
+
+    a = Admin("switch", argv, [
+        o.Opt("reboot", "r", help="Reboot after switching trees"),
+        o.Opt("os", kind=o.STRING, metavar="OSNAME",
+              help="Use a different operating system root than the current one"),
+    ], "REFSPEC", "")
+    sr = a.sysroot(lock=True)
+    if not a.args:
+        raise a.fail("REFSPEC must be specified")
+    provided = a.args[0]
+    up = Upgrader(sr, a.opts.os, ignore_unconfigured=True)
+    origin_refspec = up.origin.get("origin", "refspec") or ""
+    origin_remote, origin_ref = parse_refspec(origin_refspec)
+    if provided.endswith(":"):
+        new_remote: str | None = provided[:-1]
+        new_ref = origin_ref
+    else:
+        new_remote, new_ref = parse_refspec(provided)
+    remote = new_remote or origin_remote
+    new_refspec = f"{remote}:{new_ref}" if remote else new_ref
+    if origin_refspec == new_refspec:
+        raise OstreeError(f"Old and new refs are equal: {new_refspec}")
+    up.set_origin(Sysroot.origin_new_from_refspec(new_refspec))
+    up.pull(allow_older=True)
+    up.deploy()
+    print(f"Deleting ref '{origin_remote if origin_remote is not None else '(null)'}:{origin_ref}'")
+    set_ref(sr.repo, origin_remote, origin_ref, None)
+    return 0
+
+
+def cmd_pin(argv: list[str]) -> int:
+    a = Admin("pin", argv, [o.Opt("unpin", "u", help="Unset pin")], "INDEX",
+              'Change the "pinning" state of a deployment')
+    sr = a.sysroot(lock=True)
+    if not a.args:
+        raise a.fail("INDEX must be specified")
+    for text in a.args:
+        if not text.isdigit():
+            raise OstreeError(f"Invalid index: {text}")
+        d = _indexed(sr, text)
+        want = not a.opts.unpin
+        if d.is_pinned == want:
+            print(f"Deployment {text} is already {'pinned' if want else 'unpinned'}")
+        else:
+            sr.set_pinned(d, want)
+            print(f"Deployment {text} is now {'pinned' if want else 'unpinned'}")
     return 0
 
 
@@ -394,4 +490,7 @@ _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "cleanup": cmd_cleanup,
     "set-origin": cmd_set_origin,
     "kargs": cmd_kargs,
+    "upgrade": cmd_upgrade,
+    "switch": cmd_switch,
+    "pin": cmd_pin,
 }

@@ -198,8 +198,9 @@ def query_bootloader(sysroot: Sysroot) -> Bootloader | None:
     if choice == "none":
         return None
     if choice == "auto":
-        for cls in (Syslinux, Grub2, Uboot):
-            bl = cls()
+        probe: tuple[type[Bootloader], ...] = (Syslinux, Grub2, Uboot)
+        for c in probe:
+            bl = c()
             if bl.query(sysroot):
                 return bl
         return None

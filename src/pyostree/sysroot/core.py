@@ -41,7 +41,6 @@ from .bootconfig import BootConfig
 from .deployment import (
     UNLOCKED_DEVELOPMENT,
     UNLOCKED_HOTFIX,
-    UNLOCKED_NONE,
     UNLOCKED_TRANSIENT,
     Deployment,
 )
@@ -154,7 +153,7 @@ class Sysroot:
     """An ostree sysroot at *path* (default ``$OSTREE_SYSROOT`` or ``/``)."""
 
     def __init__(self, path: str | None = None) -> None:
-        self.path = path or os.environ.get("OSTREE_SYSROOT") or "/"
+        self.path = os.path.abspath(path or os.environ.get("OSTREE_SYSROOT") or "/")
         self.debug = _debug_flags()
         self._fd = -1
         self._repo: Repo | None = None
@@ -166,6 +165,8 @@ class Sysroot:
         self.booted_deployment: Deployment | None = None
         self.staged_deployment: Deployment | None = None
         self.root_is_ostree_booted = False
+        self.is_physical = False
+        """True for a sysroot seen from outside (not a deployment with /sysroot)."""
         self.journal: JournalFn | None = None
 
     # -- basics ---------------------------------------------------------------
@@ -285,6 +286,10 @@ class Sysroot:
         for i, d in enumerate(deployments):
             d.index = i
         self.deployments = deployments
+        if self.booted_deployment is not None:
+            self.is_physical = False
+        else:
+            self.is_physical = exists_at(self.fd, "sysroot", follow=True) is None
         self.loaded = True
 
     def _read_bootversion(self) -> int:
@@ -600,6 +605,19 @@ class Sysroot:
         self._write_origin(d, origin if origin is not None else d.origin)
         self.bump_mtime()
 
+    def set_pinned(self, d: Deployment, pinned: bool) -> None:
+        """Pin (keep across upgrades) or unpin *d* via its origin's transient group."""
+        if d.is_pinned == pinned:
+            return
+        if d.staged:
+            raise OstreeError("Cannot pin staged deployment")
+        origin = KeyFile.parse(d.origin.to_data()) if d.origin is not None else KeyFile()
+        if pinned:
+            origin.set_bool("libostree-transient", "pinned", True)
+        else:
+            origin.remove_key("libostree-transient", "pinned")
+        self.write_origin_file(d, origin)
+
     def set_mutable(self, d: Deployment, mutable: bool) -> None:
         dfd = opendirat(self.fd, d.dirpath)
         try:
@@ -886,6 +904,26 @@ class Sysroot:
             k, _, v = kv.partition("=")
             out[k] = v
         return out
+
+    def set_kargs(self, d: Deployment, new_kargs: list[str]) -> None:
+        """Redeploy the boot configuration with *d*'s kernel arguments replaced."""
+        nd = d.clone()
+        assert nd.bootconfig is not None
+        nd.bootconfig.set("options", KernelArgs.from_argv(new_kargs).to_string())
+        self.write_deployments([nd if cur is d else cur for cur in self.deployments])
+
+    def set_kargs_in_place(self, d: Deployment, kargs: str) -> None:
+        """Rewrite *d*'s current boot entry with new ``options`` (no boot version swap)."""
+        if d.staged:
+            raise OstreeError("Staged deployments are not supported by pyostree")
+        assert d.bootconfig is not None
+        d.bootconfig.set("options", kargs)
+        name = f"ostree-{len(self.deployments) - d.index}-{d.osname}.conf"
+        cfd = opendirat(self.fd, f"boot/loader.{self.bootversion}/entries")
+        try:
+            d.bootconfig.write_at(cfd, name)
+        finally:
+            os.close(cfd)
 
     # -- cleanup ------------------------------------------------------------------------
     def cleanup(self, prune: bool = True) -> int:

@@ -38,7 +38,7 @@ def _copy_attrs(src: str, dst: str, no_xattrs: bool) -> None:
 
 def _copy_file(src: str, dst: str, no_xattrs: bool) -> None:
     st = os.lstat(src)
-    if os.path.lexists(dst) and not os.path.isdir(dst) or os.path.islink(dst):
+    if (os.path.lexists(dst) and not os.path.isdir(dst)) or os.path.islink(dst):
         os.unlink(dst)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dst)
