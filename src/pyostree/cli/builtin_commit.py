@@ -125,7 +125,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     if not (o.branch or o.orphan):
         raise OstreeError("A branch must be specified with --branch, or use --orphan")
     if o.branch:
-        refs.validate_rev(o.branch)
+        refs.parse_refspec(o.branch)
 
     parent: str | None = None
     if o.parent:
