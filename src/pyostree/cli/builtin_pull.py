@@ -1,19 +1,12 @@
-"""``ostree pull REMOTE [BRANCH...]``.
-
-Remotes with a ``file://`` URL are pulled through the local transport (with
-every object verified, as ostree does for any remote pull).  HTTP(S) pull is
-not implemented yet and fails with a clear error.
-"""
+"""``ostree pull REMOTE [BRANCH...]``: thin CLI over :func:`pyostree.pull.pull`."""
 
 from __future__ import annotations
 
 import sys
-from urllib.parse import unquote, urlparse
 
 from ..errors import OstreeError
-from ..pull_local import format_size, pull_local
+from ..pull import PullOptions, pull
 from ..refs import parse_refspec
-from ..remotes import get_remote, get_remote_url
 from .main import Context
 from .options import FLAG, INT, STRING, STRINGS, Opt, parse
 
@@ -30,12 +23,17 @@ OPTIONS = [
     Opt("dry-run", None, FLAG, "Only print information on what will be downloaded (requires static deltas)"),
     Opt("depth", None, INT, "Traverse DEPTH parents (-1=infinite) (default: 0)", "DEPTH"),
     Opt("url", None, STRING, "Pull objects from this URL instead of the one from the remote config"),
+    Opt("http-header", None, STRINGS, "Add NAME=VALUE as HTTP header to all requests", "NAME=VALUE"),
+    Opt("update-frequency", None, INT, "Sets the update frequency, in milliseconds (0=1000ms) (default: 0)", "FREQUENCY"),
     Opt("localcache-repo", "L", STRINGS, "Add REPO as local cache source for objects during this pull"),
     Opt("timestamp-check", "T", FLAG, "Require fetched commits to have newer timestamps"),
+    Opt("timestamp-check-from-rev", None, STRING, "Verify that all fetched commits have timestamps newer than this commit", "COMMIT"),
     Opt("bareuseronly-files", None, FLAG, "Reject regular files with mode outside of 0775 (world writable, suid, etc.)"),
     Opt("untrusted", None, FLAG, "Verify checksums of local sources (always enabled for HTTP pulls)"),
-    Opt("network-retries", None, INT, "Specifies how many times each download should be retried upon error"),
+    Opt("http-trusted", None, FLAG, "Do not verify checksums of HTTP sources (mostly useful when mirroring)"),
+    Opt("network-retries", None, INT, "Specifies how many times each download should be retried upon error (default: 5)", "N"),
     Opt("disable-verify-bindings", None, FLAG, "Do not verify commit bindings"),
+    Opt("set-metadata", None, STRINGS, "Set metadata key", "KEY=VALUE"),
 ]
 
 
@@ -52,20 +50,20 @@ def run(ctx: Context, argv: list[str]) -> int:
         branches.insert(0, ref)
     else:
         remote = first
-    url = o.url or get_remote_url(repo, remote)
     if o.disable_fsync:
         repo.disable_fsync = True
-    if not branches:
-        configured = get_remote(repo, remote).options.get("branches")
-        if configured:
-            branches = [b.strip() for b in configured.split(";") if b.strip()]
-    parsed = urlparse(url)
-    if parsed.scheme != "file":
-        raise OstreeError(f"Pulling from {parsed.scheme or url} remotes is not implemented yet; "
-                          "use a file:// remote or pull-local")
-    stats = pull_local(repo, unquote(parsed.path), branches or None, remote=None if o.mirror else remote,
-                       untrusted=True, commit_only=o.commit_metadata_only, depth=o.depth or 0,
-                       bareuseronly_files=o.bareuseronly_files)
-    sys.stdout.write(f"{stats.metadata_imported} metadata, {stats.content_imported} content objects fetched; "
-                     f"{format_size(stats.content_bytes_written)} transferred\n")
+    if o.per_object_fsync:
+        repo.per_object_fsync = True
+    subpaths = list(o.subpath or [])
+    if o.subdir:
+        subpaths.append(o.subdir)
+    opts = PullOptions(
+        url=o.url, commit_only=o.commit_metadata_only, depth=o.depth or 0, mirror=o.mirror,
+        subpaths=subpaths or None, localcache_repos=list(o.localcache_repo or []),
+        timestamp_check=o.timestamp_check, bareuseronly_files=o.bareuseronly_files, dry_run=o.dry_run,
+        network_retries=5 if o.network_retries is None else o.network_retries,
+        http_trusted=o.http_trusted, require_static_deltas=o.require_static_deltas,
+        disable_static_deltas=o.disable_static_deltas)
+    stats = pull(repo, remote, branches or None, opts)
+    sys.stdout.write(stats.status_line() + "\n")
     return 0

@@ -1,0 +1,155 @@
+"""HTTP(S) fetching for ``ostree pull``: one pooled urllib3 client per pull.
+
+Every request has a connect/read timeout, is retried ``network_retries``
+times on connection errors and 5xx answers (never on 4xx), and its body is
+bounded by a caller-supplied maximum so that a hostile server can't make us
+buffer an unbounded answer.  :meth:`Fetcher.fetch_many` runs requests in a
+bounded thread pool (urllib3's pool is thread safe) and yields results in
+completion order; writing to the repository stays with the caller's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+import urllib3
+from urllib3.exceptions import HTTPError as _U3Error
+
+from .errors import OstreeError
+
+DEFAULT_RETRIES = 5
+DEFAULT_TIMEOUT = 30.0
+MAX_CONNECTIONS = 8
+
+K = TypeVar("K")
+
+
+class NotFound(OstreeError):
+    """The server answered 404 (or 403/410) for a URL."""
+
+
+class Fetcher:
+    def __init__(self, base_url: str, *, retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT,
+                 max_workers: int = MAX_CONNECTIONS) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = max(0, retries)
+        self.max_workers = max(1, max_workers)
+        self.bytes_transferred = 0
+        self._http = urllib3.PoolManager(
+            num_pools=4, maxsize=self.max_workers, block=True,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=False, headers={"User-Agent": "libostree/2022.7 pyostree"})
+
+    def close(self) -> None:
+        self._http.clear()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        self.close()
+
+    def url_for(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def get(self, path: str, *, max_size: int, optional: bool = False) -> bytes | None:
+        """The body at BASEURL/*path*; None for a 404 when *optional*, else :class:`NotFound`."""
+        url = self.url_for(path)
+        attempt = 0
+        while True:
+            try:
+                return self._get_once(url, max_size, optional)
+            except _Retryable as e:
+                attempt += 1
+                if attempt > self.retries:
+                    raise OstreeError(f"While fetching {url}: {e}") from None
+                time.sleep(min(0.1 * (2 ** (attempt - 1)), 2.0))
+
+    def _get_once(self, url: str, max_size: int, optional: bool) -> bytes | None:
+        try:
+            resp = self._http.request("GET", url, preload_content=False, redirect=True, decode_content=False)
+        except _U3Error as e:
+            raise _Retryable(str(e)) from None
+        try:
+            status = resp.status
+            if status in (403, 404, 410):
+                if optional:
+                    return None
+                raise NotFound(f"Server returned HTTP {status}: {url}")
+            if status >= 500:
+                raise _Retryable(f"Server returned HTTP {status}")
+            if status != 200:
+                raise OstreeError(f"While fetching {url}: Server returned HTTP {status}")
+            declared = resp.headers.get("Content-Length")
+            expected: int | None = None
+            if declared is not None:
+                try:
+                    expected = int(declared)
+                except ValueError:
+                    raise OstreeError(f"While fetching {url}: invalid Content-Length {declared!r}") from None
+                if expected > max_size:
+                    raise OstreeError(f"While fetching {url}: Exceeded maximum size {max_size}")
+            chunks: list[bytes] = []
+            n = 0
+            try:
+                while True:
+                    chunk = resp.read(1 << 16)
+                    if not chunk:
+                        break
+                    n += len(chunk)
+                    if n > max_size:
+                        raise OstreeError(f"While fetching {url}: Exceeded maximum size {max_size}")
+                    chunks.append(chunk)
+            except _U3Error as e:
+                raise _Retryable(f"Connection error: {e}") from None
+            if expected is not None and n != expected:
+                raise _Retryable(f"Truncated answer: got {n} of {expected} bytes")
+            self.bytes_transferred += n
+            return b"".join(chunks)
+        finally:
+            resp.release_conn()
+
+    def fetch_many(self, items: Iterable[K], path_of: Callable[[K], str], *, max_size: int,
+                   optional: bool = False) -> Iterator[tuple[K, bytes | None]]:
+        """Fetch many paths concurrently; yields ``(item, body)`` as they complete.
+
+        The first failure cancels what hasn't started and is raised.
+        """
+        todo = list(items)
+        if not todo:
+            return
+        if len(todo) == 1 or self.max_workers == 1:
+            for it in todo:
+                yield it, self.get(path_of(it), max_size=max_size, optional=optional)
+            return
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="pull-fetch") as ex:
+            pending: dict[Future[bytes | None], K] = {}
+            it_todo = iter(todo)
+            window = self.max_workers * 4
+
+            def fill() -> None:
+                while len(pending) < window:
+                    try:
+                        item = next(it_todo)
+                    except StopIteration:
+                        return
+                    pending[ex.submit(self.get, path_of(item), max_size=max_size, optional=optional)] = item
+
+            fill()
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        item = pending.pop(fut)
+                        yield item, fut.result()
+                    fill()
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+
+class _Retryable(Exception):
+    pass

@@ -1,0 +1,538 @@
+"""``ostree pull``: fetch commits from a remote repository over HTTP(S) (or file://).
+
+The protocol is libostree's "archive over plain HTTP": ``BASEURL/config``
+(the remote must be an archive repo), ``BASEURL/summary`` for refs (or
+``refs/heads/REF`` when the remote has no summary), and loose objects under
+``objects/XX/REST.{commit,commitmeta,dirtree,dirmeta,filez}``.
+
+Every fetched object is untrusted: metadata is checksummed and its structure
+validated (dirtree names included) *before* it is staged; ``.filez`` objects
+are inflated and re-checksummed before they are stored (as-is in an archive
+repo, converted by :meth:`Repo.write_content` otherwise).  Only
+``--http-trusted`` into an archive repo skips the content checksum, as in
+libostree.  Objects are written into the repo transaction and refs are set at
+its commit, so a failed pull leaves no half-written object or ref behind; a
+commit fetched but not completed keeps its ``state/CSUM.commitpartial`` marker
+and is scanned again (missing objects only) by the next pull.
+
+file:// remotes are delegated to :func:`pull_local.pull_local`.  Static deltas
+are not used: objects are always fetched one by one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlparse
+
+from . import gvariant
+from . import objects as obj
+from . import refs as _refs
+from .errors import NotFoundError, OstreeError
+from .fetcher import DEFAULT_RETRIES, Fetcher, NotFound
+from .fsck import commit_state, remove_tombstone, verify_metadata_bytes
+from .keyfile import KeyFile
+from .objects import ObjectType
+from .pull_local import PullStats, import_object, pull_local
+from .remotes import list_remotes
+from .repo import Repo, RepoMode
+
+_MAX_SUMMARY_SIZE = 50 * 1024 * 1024
+_MAX_CONTENT_SIZE = 8 * 1024 * 1024 * 1024
+_SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
+
+
+@dataclass
+class PullOptions:
+    url: str | None = None
+    """Use this URL instead of the remote's configured one."""
+    commit_only: bool = False
+    depth: int = 0
+    mirror: bool = False
+    subpaths: list[str] | None = None
+    localcache_repos: list[str] = field(default_factory=list)
+    timestamp_check: bool = False
+    bareuseronly_files: bool = False
+    dry_run: bool = False
+    network_retries: int = DEFAULT_RETRIES
+    http_trusted: bool = False
+    require_static_deltas: bool = False
+    disable_static_deltas: bool = False
+    timeout: float = 30.0
+
+
+@dataclass
+class HttpPullStats(PullStats):
+    metadata_fetched: int = 0
+    content_fetched: int = 0
+    metadata_local: int = 0
+    content_local: int = 0
+    bytes_transferred: int = 0
+    seconds: float = 0.0
+    local_transport: bool = False
+
+    def status_line(self) -> str:
+        """The line ``ostree pull`` prints when done (non-tty progress)."""
+        from .pull_local import format_size
+
+        if self.local_transport:
+            s = f"{self.metadata_imported} metadata, {self.content_imported} content objects imported"
+        else:
+            s = f"{self.metadata_fetched} metadata, {self.content_fetched} content objects fetched"
+            if self.metadata_local or self.content_local:
+                s += f" ({self.metadata_local} meta, {self.content_local} content local)"
+        if self.bytes_transferred > 0:
+            if self.bytes_transferred < 1024:
+                s += f"; {self.bytes_transferred} B"
+            else:
+                s += f"; {self.bytes_transferred // 1024} KiB"
+            s += f" transferred in {int(self.seconds)} seconds"
+        s += f"; {format_size(self.content_bytes_written)} content written"
+        return s
+
+
+def _split_override(name: str) -> tuple[str, str | None]:
+    if "@" in name:
+        ref, _, csum = name.partition("@")
+        obj.validate_checksum(csum)
+        return ref, csum
+    return name, None
+
+
+def parse_summary_refs(data: bytes, where: str) -> tuple[dict[str, str], dict[str, gvariant.Variant]]:
+    """Refs (name -> commit) and additional metadata of a summary file."""
+    try:
+        refs, md = gvariant.deserialize(_SUMMARY_TYPE, data)
+        if gvariant.serialize(_SUMMARY_TYPE, (refs, md)) != data:
+            raise gvariant.GVariantError("not in normal form")
+    except gvariant.GVariantError as e:
+        raise OstreeError(f"Invalid summary from {where}: {e}") from None
+    out: dict[str, str] = {}
+    for ref, (_size, csum, _meta) in refs:
+        if len(csum) != 32:
+            raise OstreeError(f"Invalid summary from {where}: ref {ref} has a bad checksum")
+        out[ref] = bytes(csum).hex()
+    return out, dict(md)
+
+
+def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
+         options: PullOptions | None = None) -> HttpPullStats:
+    """Pull *refs* (``REF``, ``REF@CHECKSUM`` or a checksum) from a remote or URL.
+
+    With no refs: every ref of the remote's summary in mirror mode, else the
+    remote's ``branches`` option.  Refs are written as ``REMOTE:REF`` (plain
+    ``REF`` with ``mirror``); a bare checksum writes no ref.
+    """
+    opts = options or PullOptions()
+    remotes = list_remotes(repo)
+    remote = remotes.get(remote_name_or_url)
+    remote_name: str | None = remote.name if remote is not None else None
+    if remote is None and "://" not in remote_name_or_url:
+        raise NotFoundError(f'Remote "{remote_name_or_url}" not found')
+    url = opts.url or (remote.options.get("url") if remote is not None else remote_name_or_url)
+    if url is None:
+        if remote is not None and remote.options.get("metalink"):
+            raise OstreeError(f'Remote "{remote_name_or_url}" uses a metalink, which pyostree does not support')
+        raise OstreeError(f'No "url" option in remote "{remote_name_or_url}"')
+    if remote is not None and remote.options.get("contenturl"):
+        raise OstreeError(f'Remote "{remote_name_or_url}" uses a contenturl, which pyostree does not support')
+    names = list(refs or [])
+    if not names and not opts.mirror:
+        configured = remote.options.get("branches") if remote is not None else None
+        names = [b.strip() for b in (configured or "").split(";") if b.strip()]
+        if not names:
+            raise OstreeError(f"No configured branches for remote {remote_name_or_url}")
+    if opts.require_static_deltas and repo.mode is RepoMode.ARCHIVE:
+        raise OstreeError("Can't use static deltas in an archive repo")
+    parsed = urlparse(url)
+    scheme = parsed.scheme
+    if scheme == "file":
+        if opts.require_static_deltas or opts.dry_run:
+            raise OstreeError("Static deltas are not supported by pyostree")
+        if opts.subpaths:
+            raise OstreeError("--subpath is not supported for file:// remotes by pyostree")
+        plain = [n for n in names if "@" not in n]
+        if len(plain) != len(names):
+            raise OstreeError("REF@COMMIT is not supported for file:// remotes by pyostree")
+        t0 = time.monotonic()
+        st = pull_local(repo, unquote(parsed.path), plain or None, remote=None if opts.mirror else remote_name,
+                        untrusted=True, commit_only=opts.commit_only, depth=opts.depth,
+                        bareuseronly_files=opts.bareuseronly_files)
+        out = HttpPullStats(metadata_imported=st.metadata_imported, content_imported=st.content_imported,
+                            content_bytes_written=st.content_bytes_written, commits=st.commits,
+                            local_transport=True, seconds=time.monotonic() - t0)
+        return out
+    if scheme not in ("http", "https"):
+        raise OstreeError(f"Invalid URI scheme in {url}")
+    if parsed.hostname is None:
+        raise OstreeError(f"Invalid URL {url}")
+    if opts.require_static_deltas or opts.dry_run:
+        raise OstreeError("Static deltas are not supported by pyostree")
+    fetcher = Fetcher(url, retries=opts.network_retries, timeout=opts.timeout)
+    caches: list[Repo] = []
+    try:
+        for p in opts.localcache_repos:
+            caches.append(Repo.open(p))
+        puller = _HttpPuller(repo, fetcher, opts, caches)
+        return puller.run(remote_name, names)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OstreeError("No space left on device", errno=e.errno) from None
+        raise
+    finally:
+        for c in caches:
+            c.close()
+        fetcher.close()
+
+
+def _fmt_c(ts: int) -> str:
+    """``g_date_time_format(dt, "%c")`` in the C locale, UTC."""
+    return time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime(ts))
+
+
+@dataclass
+class _Target:
+    ref: str | None
+    commit: str
+
+
+class _HttpPuller:
+    def __init__(self, dest: Repo, fetcher: Fetcher, opts: PullOptions, caches: list[Repo]) -> None:
+        self.dest = dest
+        self.fetcher = fetcher
+        self.opts = opts
+        self.caches = caches
+        self.stats = HttpPullStats()
+        self.tombstones = False
+        self.summary_refs: dict[str, str] | None = None
+        self.scanned_commits: set[str] = set()
+        self.completed_commits: list[str] = []
+        self.seen_meta: set[tuple[str, ObjectType]] = set()
+        self.content_wanted: set[str] = set()
+        self.pending_meta: dict[tuple[str, ObjectType], None] = {}
+        self.pending_trees: dict[str, list[list[str]] | None] = {}
+        self.remote_name: str | None = None
+        self.subpath_parts: list[list[str]] | None = None
+        if opts.subpaths:
+            parts: list[list[str]] = []
+            for sp in opts.subpaths:
+                comps = [c for c in sp.split("/") if c]
+                if not comps:
+                    parts = []
+                    break
+                parts.append(comps)
+            self.subpath_parts = parts or None
+
+    # -- remote setup ----------------------------------------------------------
+
+    def _load_remote_info(self) -> None:
+        where = self.fetcher.url_for("summary")
+        data = self.fetcher.get("summary", max_size=_MAX_SUMMARY_SIZE, optional=True)
+        mode: str | None = None
+        if data is not None:
+            self.summary_refs, md = parse_summary_refs(data, where)
+            m = md.get("ostree.summary.mode")
+            t = md.get("ostree.summary.tombstone-commits")
+            if m is not None and t is not None and isinstance(m.value, str):
+                mode = m.value
+                self.tombstones = bool(t.value)
+        if mode is None:
+            cfg = self.fetcher.get("config", max_size=1 << 20)
+            assert cfg is not None
+            try:
+                kf = KeyFile.parse(cfg.decode("utf-8"), self.fetcher.url_for("config"))
+            except (UnicodeDecodeError, OstreeError) as e:
+                raise OstreeError(f"Invalid remote config {self.fetcher.url_for('config')}: {e}") from None
+            mode = kf.get("core", "mode", "bare") or "bare"
+            self.tombstones = kf.get_bool("core", "tombstone-commits", False)
+        if mode == "archive-z2":
+            mode = "archive"
+        if mode != "archive":
+            raise OstreeError(f'Can\'t pull from archives with mode "{mode}"')
+
+    def _resolve(self, names: list[str]) -> list[_Target]:
+        if not names:
+            if self.summary_refs is None:
+                raise OstreeError("Fetching all refs was requested in mirror mode, but remote repository "
+                                  "does not have a summary")
+            return [_Target(r, c) for r, c in sorted(self.summary_refs.items())]
+        out: list[_Target] = []
+        for name in names:
+            if obj.is_valid_checksum(name):
+                out.append(_Target(None, name))
+                continue
+            ref, override = _split_override(name)
+            _refs.validate_rev(ref)
+            if override is not None:
+                out.append(_Target(ref, override))
+                continue
+            if self.summary_refs is not None:
+                csum = self.summary_refs.get(ref)
+                if csum is None:
+                    raise OstreeError(f"No such branch '{ref}' in repository summary")
+                out.append(_Target(ref, csum))
+                continue
+            path = f"refs/heads/{ref}"
+            try:
+                data = self.fetcher.get(path, max_size=1024)
+            except NotFound as e:
+                raise OstreeError(f"Fetching checksum for ref ((empty), {ref}): {e}") from None
+            assert data is not None
+            text = data.decode("utf-8", "replace").strip()
+            if not obj.is_valid_checksum(text):
+                raise OstreeError(f"Fetching checksum for ref ((empty), {ref}): Invalid checksum "
+                                  f"in {self.fetcher.url_for(path)}")
+            out.append(_Target(ref, text))
+        return out
+
+    # -- driving ---------------------------------------------------------------
+
+    def run(self, remote_name: str | None, names: list[str]) -> HttpPullStats:
+        t0 = time.monotonic()
+        self.remote_name = remote_name
+        self._load_remote_info()
+        targets = self._resolve(names)
+        dest = self.dest
+        before = dest.stats["content_bytes_written"]
+        with dest.transaction():
+            self._pull_commits([(t.commit, self.opts.depth, False, t.ref) for t in targets])
+            self._walk_trees()
+            self._fetch_content()
+            for t in targets:
+                if t.ref is not None:
+                    _refs.set_ref(dest, None if self.opts.mirror else remote_name, t.ref, t.commit)
+                    self.stats.commits[t.ref] = t.commit
+                else:
+                    self.stats.commits[t.commit] = t.commit
+        if self.subpath_parts is None:
+            for done in self.completed_commits:
+                dest.mark_commit_partial(done, False)
+        if self.opts.mirror and not names and self.summary_refs is not None:
+            pass  # libostree also copies the summary; ours is regenerated by `summary -u`
+        self.stats.content_bytes_written = dest.stats["content_bytes_written"] - before
+        self.stats.bytes_transferred = self.fetcher.bytes_transferred
+        self.stats.seconds = time.monotonic() - t0
+        return self.stats
+
+    # -- commits ---------------------------------------------------------------
+
+    def _from_cache(self, objtype: ObjectType, checksum: str) -> bool:
+        for c in self.caches:
+            if c.has_object(objtype, checksum):
+                import_object(self.dest, c, objtype, checksum, trusted=False,
+                              verify_bareuseronly=self.opts.bareuseronly_files)
+                if objtype.is_meta:
+                    self.stats.metadata_local += 1
+                else:
+                    self.stats.content_local += 1
+                return True
+        return False
+
+    def _check_timestamp(self, ref: str, remote_name_ref: str | None, commit: obj.Commit, checksum: str) -> None:
+        orig = _refs.read_ref(self.dest, remote_name_ref, ref)
+        if orig is None or orig == checksum:
+            return
+        try:
+            old = self.dest.load_commit(orig)
+        except OstreeError as e:
+            raise OstreeError(f"Reading {ref} for timestamp-check: {e}") from None
+        if commit.timestamp < old.timestamp:
+            raise OstreeError(
+                f"Upgrade target revision '{checksum}' with timestamp '{_fmt_c(commit.timestamp)}' "
+                f"is chronologically older than current revision '{orig}' with timestamp "
+                f"'{_fmt_c(old.timestamp)}'; use --allow-downgrade to permit")
+
+    def _pull_commits(self, level: list[tuple[str, int, bool, str | None]]) -> None:
+        dest = self.dest
+        while level:
+            todo: list[tuple[str, int, bool, str | None]] = []
+            fetch: dict[str, tuple[int, bool, str | None]] = {}
+            for csum, depth, is_parent, ref in level:
+                if csum in self.scanned_commits:
+                    continue
+                self.scanned_commits.add(csum)
+                if dest.has_object(ObjectType.COMMIT, csum) or self._from_cache(ObjectType.COMMIT, csum):
+                    todo.append((csum, depth, is_parent, ref))
+                else:
+                    fetch[csum] = (depth, is_parent, ref)
+            if fetch:
+                for csum, data in self.fetcher.fetch_many(
+                        list(fetch), lambda c: obj.object_relpath(c, ObjectType.COMMIT),
+                        max_size=obj.MAX_METADATA_SIZE,
+                        optional=self.opts.depth != 0):
+                    depth, is_parent, ref = fetch[csum]
+                    if data is None:
+                        if is_parent:
+                            continue  # a dangling parent: fine when walking history
+                        raise OstreeError("Server returned HTTP 404: "
+                                          + self.fetcher.url_for(obj.object_relpath(csum, ObjectType.COMMIT)))
+                    self._store_commit(csum, data, ref)
+                    todo.append((csum, depth, is_parent, ref))
+                # detached metadata, optional
+                for csum, md in self.fetcher.fetch_many(
+                        list(fetch), lambda c: obj.object_relpath(c, ObjectType.COMMIT_META),
+                        max_size=obj.MAX_METADATA_SIZE, optional=True):
+                    if md is None or not dest.has_object(ObjectType.COMMIT, csum):
+                        continue
+                    try:
+                        value = gvariant.deserialize(obj.METADATA_TYPE, md)
+                    except gvariant.GVariantError as e:
+                        raise OstreeError(f"{csum}.commitmeta: {e}") from None
+                    dest.write_detached_metadata(csum, value)
+            nxt: list[tuple[str, int, bool, str | None]] = []
+            for csum, depth, _is_parent, _ref in todo:
+                commit = dest.load_commit(csum)
+                if commit.parent and (self.opts.depth == -1 or depth > 0):
+                    nxt.append((commit.parent, depth - 1 if depth > 0 else -1, True, None))
+                partial, _ = commit_state(dest, csum)
+                if partial and not self.opts.commit_only:
+                    self._want_meta(ObjectType.DIR_META, commit.root_meta)
+                    self._want_tree(commit.root_contents, self.subpath_parts)
+                    self.completed_commits.append(csum)
+            level = nxt
+
+    def _store_commit(self, csum: str, data: bytes, ref: str | None) -> None:
+        verify_metadata_bytes(ObjectType.COMMIT, csum, data)
+        commit = obj.Commit.parse(data)
+        if self.opts.timestamp_check and ref is not None:
+            self._check_timestamp(ref, None if self.opts.mirror else self.remote_name, commit, csum)
+        dest = self.dest
+        if not commit_state(dest, csum)[0]:
+            dest.mark_commit_partial(csum, True)
+        dest.write_metadata(ObjectType.COMMIT, data, expected=csum)
+        remove_tombstone(dest, csum)
+        self.stats.metadata_fetched += 1
+
+    # -- trees -----------------------------------------------------------------
+
+    def _want_meta(self, objtype: ObjectType, csum: str) -> None:
+        self.pending_meta.setdefault((csum, objtype), None)
+
+    def _want_tree(self, csum: str, subpaths: list[list[str]] | None) -> None:
+        if csum not in self.pending_trees:
+            self.pending_trees[csum] = subpaths
+            return
+        prev = self.pending_trees[csum]
+        if prev is not None:
+            self.pending_trees[csum] = None if subpaths is None else prev + subpaths
+
+    def _walk_trees(self) -> None:
+        dest = self.dest
+        while self.pending_meta or self.pending_trees:
+            metas = [k for k in self.pending_meta if k not in self.seen_meta]
+            trees = dict(self.pending_trees)
+            self.pending_meta = {}
+            self.pending_trees = {}
+            wanted: list[tuple[str, ObjectType]] = list(metas)
+            for t in trees:
+                wanted.append((t, ObjectType.DIR_TREE))
+            missing: list[tuple[str, ObjectType]] = []
+            for key in dict.fromkeys(wanted):
+                csum, objtype = key
+                if key in self.seen_meta:
+                    continue
+                self.seen_meta.add(key)
+                if dest.has_object(objtype, csum) or self._from_cache(objtype, csum):
+                    continue
+                missing.append(key)
+            for (csum, objtype), data in self.fetcher.fetch_many(
+                    missing, lambda k: obj.object_relpath(k[0], k[1]), max_size=obj.MAX_METADATA_SIZE):
+                assert data is not None
+                verify_metadata_bytes(objtype, csum, data)
+                dest.write_metadata(objtype, data, expected=csum)
+                self.stats.metadata_fetched += 1
+            for tcsum, subpaths in trees.items():
+                self._expand_tree(tcsum, subpaths)
+
+    def _expand_tree(self, csum: str, subpaths: list[list[str]] | None) -> None:
+        try:
+            tree = self.dest.load_dirtree(csum)
+        except OstreeError as e:
+            raise OstreeError(f"Validating dirtree {csum}: {e}") from None
+        for name, fc in tree.files:
+            if subpaths is not None and not any(len(p) == 1 and p[0] == name for p in subpaths):
+                continue
+            self.content_wanted.add(fc)
+        for name, tc, mc in tree.dirs:
+            if subpaths is None:
+                self._want_tree(tc, None)
+                self._want_meta(ObjectType.DIR_META, mc)
+                continue
+            sub = [p[1:] for p in subpaths if p[0] == name]
+            if not sub:
+                continue
+            self._want_meta(ObjectType.DIR_META, mc)
+            self._want_tree(tc, None if any(not p for p in sub) else sub)
+
+    # -- content ---------------------------------------------------------------
+
+    def _fetch_content(self) -> None:
+        dest = self.dest
+        missing = []
+        for csum in sorted(self.content_wanted):
+            if dest.has_object(ObjectType.FILE, csum):
+                continue
+            if self._from_cache(ObjectType.FILE, csum):
+                continue
+            missing.append(csum)
+        for csum, data in self.fetcher.fetch_many(
+                missing, lambda c: obj.object_relpath(c, ObjectType.FILE, archive=True),
+                max_size=_MAX_CONTENT_SIZE):
+            assert data is not None
+            self._store_filez(csum, data)
+            self.stats.content_fetched += 1
+
+    def _store_filez(self, csum: str, data: bytes) -> None:
+        what = f"{csum}.filez"
+        hlen, variant = obj.parse_lenprefixed_header(data, what)
+        info = obj.parse_zlib_file_header(variant, what)
+        if self.opts.bareuseronly_files:
+            obj.validate_bareuseronly_mode(info.mode, csum)
+        dest = self.dest
+        if dest.mode is RepoMode.ARCHIVE and self.opts.http_trusted:
+            self._stage_raw(csum, data, info)
+            return
+        content = b""
+        if info.is_regular:
+            d = zlib.decompressobj(-15)
+            try:
+                content = d.decompress(data[hlen:], info.size + 1)
+                if len(content) <= info.size:
+                    content += d.flush()
+            except zlib.error as e:
+                raise OstreeError(f"Corrupted file object {csum}: {e}") from None
+            if len(content) != info.size or d.unconsumed_tail:
+                raise OstreeError(f"Corrupted file object {csum}: content is not {info.size} bytes")
+        actual = hashlib.sha256(obj.file_header(info) + content).hexdigest()
+        if actual != csum:
+            raise OstreeError(f"Corrupted file object; checksum expected='{csum}' actual='{actual}'")
+        if dest.mode is RepoMode.ARCHIVE:
+            self._stage_raw(csum, data, info)
+        else:
+            dest.write_content(info, content, expected=csum)
+
+    def _stage_raw(self, csum: str, data: bytes, info: obj.FileInfo) -> None:
+        """Store a verified ``.filez`` into an archive repo byte for byte."""
+        dest = self.dest
+        key = csum + ObjectType.FILE.value
+        if key in dest._staged or dest.has_object_local(ObjectType.FILE, csum):
+            return
+        sdfd = dest._stage_prefix_dfd(csum)
+        tmp = f"tmp.pull.{os.getpid()}.{csum[2:12]}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=sdfd)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if dest.per_object_fsync and not dest.disable_fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        dest._finish_staged(tmp, csum, ObjectType.FILE)
+        dest.stats["content_written"] += 1
+        dest.stats["content_bytes_written"] += info.size if info.is_regular else 0
