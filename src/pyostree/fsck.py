@@ -540,8 +540,12 @@ class _Fsck:
         parents: dict[ObjectName, set[ObjectName]] = {}
         for csum in commits:
             traverse_commit(repo, csum, 0, reachable, parents, tolerate_corrupt=True)
-        for key in _fsck_order(reachable):
+        total = len(reachable)
+        for i, key in enumerate(_fsck_order(reachable), 1):
             self.one_object(key[0], key[1], commits_of(parents, key))
+            if i == 1 or i == total:
+                # what libglnx's console progress prints when stdout is not a terminal (even with -q)
+                self.out.write(f"fsck objects ({i}/{total}) {i * 100 // total}%\n")
         if opts.add_tombstones:
             if tombstones and not tombstone_commits_enabled(repo):
                 repo.config.set("core", "tombstone-commits", "true")
