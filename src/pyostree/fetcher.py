@@ -56,59 +56,75 @@ class Fetcher:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def get(self, path: str, *, max_size: int, optional: bool = False) -> bytes | None:
-        """The body at BASEURL/*path*; None for a 404 when *optional*, else :class:`NotFound`."""
+        """The body at BASEURL/*path*; None for a 404 when *optional*, else :class:`NotFound`.
+
+        A body cut short is resumed with a ``Range`` request (a resume that
+        makes progress doesn't count against the retries).
+        """
         url = self.url_for(path)
         attempt = 0
+        buf = bytearray()
         while True:
+            have = len(buf)
             try:
-                return self._get_once(url, max_size, optional)
+                if self._get_once(url, max_size, buf):
+                    self.bytes_transferred += len(buf)
+                    return bytes(buf)
+                if optional:
+                    return None
+                raise NotFound(f"Server returned HTTP 404: {url}")
             except _Retryable as e:
+                if len(buf) > have:
+                    continue
                 attempt += 1
                 if attempt > self.retries:
                     raise OstreeError(f"While fetching {url}: {e}") from None
                 time.sleep(min(0.1 * (2 ** (attempt - 1)), 2.0))
 
-    def _get_once(self, url: str, max_size: int, optional: bool) -> bytes | None:
+    def _get_once(self, url: str, max_size: int, buf: bytearray) -> bool:
+        """Fetch (the rest of) *url* into *buf*; False on 404."""
+        headers = {"Range": f"bytes={len(buf)}-"} if buf else None
         try:
-            resp = self._http.request("GET", url, preload_content=False, redirect=True, decode_content=False)
+            resp = self._http.request("GET", url, headers=headers, preload_content=False, redirect=True,
+                                      decode_content=False)
         except _U3Error as e:
             raise _Retryable(str(e)) from None
         try:
             status = resp.status
             if status in (403, 404, 410):
-                if optional:
-                    return None
-                raise NotFound(f"Server returned HTTP {status}: {url}")
+                return False
             if status >= 500:
                 raise _Retryable(f"Server returned HTTP {status}")
-            if status != 200:
+            if status == 206 and buf:
+                cr = resp.headers.get("Content-Range", "")
+                if not cr.startswith(f"bytes {len(buf)}-"):
+                    raise OstreeError(f"While fetching {url}: unexpected Content-Range {cr!r}")
+            elif status == 200:
+                buf.clear()
+            else:
                 raise OstreeError(f"While fetching {url}: Server returned HTTP {status}")
             declared = resp.headers.get("Content-Length")
             expected: int | None = None
             if declared is not None:
                 try:
-                    expected = int(declared)
+                    expected = len(buf) + int(declared)
                 except ValueError:
                     raise OstreeError(f"While fetching {url}: invalid Content-Length {declared!r}") from None
                 if expected > max_size:
                     raise OstreeError(f"While fetching {url}: Exceeded maximum size {max_size}")
-            chunks: list[bytes] = []
-            n = 0
             try:
                 while True:
                     chunk = resp.read(1 << 16)
                     if not chunk:
                         break
-                    n += len(chunk)
-                    if n > max_size:
+                    if len(buf) + len(chunk) > max_size:
                         raise OstreeError(f"While fetching {url}: Exceeded maximum size {max_size}")
-                    chunks.append(chunk)
-            except _U3Error as e:
-                raise _Retryable(f"Connection error: {e}") from None
-            if expected is not None and n != expected:
-                raise _Retryable(f"Truncated answer: got {n} of {expected} bytes")
-            self.bytes_transferred += n
-            return b"".join(chunks)
+                    buf += chunk
+            except _U3Error:
+                raise _Retryable("Download incomplete") from None
+            if expected is not None and len(buf) != expected:
+                raise _Retryable("Download incomplete")
+            return True
         finally:
             resp.release_conn()
 
