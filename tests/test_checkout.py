@@ -371,3 +371,44 @@ def test_library_api(tmp_path: Path, repos: dict[str, tuple[Path, str]]) -> None
         assert (tmp_path / "lib2" / "baz" / "cowro").exists()
         assert not checkout_tree(repo, commit, str(tmp_path / "nope"),
                                  CheckoutOptions(subpath="/missing", allow_noent=True))
+
+
+# ---------------------------------------------------------------------------
+# the fast readers agree with the strict parsers
+
+
+@pytest.mark.parametrize("nfiles,namelen", [(0, 1), (1, 1), (3, 200), (300, 40), (2000, 60)])
+def test_fast_dirtree_reader_matches_strict_parser(nfiles: int, namelen: int) -> None:
+    from pyostree.checkout import _fast_dirtree
+    from pyostree.objects import DirTree
+
+    csum = hashlib.sha256(b"x").hexdigest()
+    files = sorted((f"{i:05d}" + "f" * namelen, csum) for i in range(nfiles))
+    dirs = sorted((f"{i:04d}" + "ü" * namelen, csum, csum) for i in range(nfiles // 3 + 1))
+    data = DirTree(files, dirs).serialize()
+    parsed = DirTree.parse(data)
+    assert _fast_dirtree(data) == (parsed.files, parsed.dirs)
+    # names that must never be used are left to the strict parser (which rejects them)
+    for bad in ("..", ".", "a/b"):
+        raw = DirTree([(bad, csum)], []).serialize()
+        assert _fast_dirtree(raw) is None
+    assert _fast_dirtree(data[:-1]) is None or len(data) < 2
+
+
+@pytest.mark.parametrize("info", [
+    ("reg", 0o100644, 0, 0, 5, "", []),
+    ("reg-owned", 0o104755, 1234, 5678, 1 << 33, "", []),
+    ("symlink", 0o120777, 0, 0, 0, "../some/target", []),
+    ("xattrs", 0o100600, 1, 2, 3, "", [(b"user.a\0", b"v"), (b"trusted.b\0", b"\0\1")]),
+    ("long-target", 0o120777, 0, 0, 0, "t" * 300, []),
+], ids=lambda i: i[0])
+def test_fast_archive_header_matches_strict_parser(info: tuple[Any, ...]) -> None:
+    from pyostree import objects as obj
+    from pyostree.checkout import _archive_header
+
+    fi = obj.FileInfo(*info[1:])
+    head = obj.zlib_file_header(fi) + b"payload"
+    got, hlen = _archive_header(head, "test")
+    hl, variant = obj.parse_lenprefixed_header(head, "test")
+    assert (got, hlen) == (obj.parse_zlib_file_header(variant, "test"), hl)
+    assert head[hlen:] == b"payload"
