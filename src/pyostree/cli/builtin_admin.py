@@ -481,6 +481,43 @@ def cmd_pin(argv: list[str]) -> int:
     return 0
 
 
+def cmd_instutil(argv: list[str]) -> int:
+    sub = next((x for x in argv if not x.startswith("-")), None)
+    if sub != "set-kargs":
+        a = Admin("instutil", [x for x in argv if x != sub], [], "COMMAND",
+                  'Builtin "admin instutil" Commands:\n  set-kargs')
+        sys.stderr.write(o.help_text(a.usage, a.summary, a.specs))
+        if sub is None:
+            raise OstreeError('No "admin instutil" subcommand specified')
+        raise OstreeError(f"Unknown \"admin instutil\" subcommand '{sub}'")
+    rest = list(argv)
+    rest.remove(sub)
+    a = Admin("instutil set-kargs", rest, [
+        o.Opt("import-proc-cmdline", help="Import current /proc/cmdline"),
+        o.Opt("merge", help="Merge with previous command line"),
+        o.Opt("replace", kind=o.STRINGS, metavar="NAME=VALUE",
+              help="Set kernel argument, like root=/dev/sda1; this overrides any earlier argument "
+                   "with the same name"),
+        o.Opt("append", kind=o.STRINGS, metavar="NAME=VALUE",
+              help="Append kernel argument; useful with e.g. console= that can be used multiple times"),
+    ], "ARGS", "")
+    sr = a.sysroot()
+    if not sr.deployments:
+        raise OstreeError("Unable to find a deployment in sysroot")
+    first = sr.deployments[0]
+    kargs = KernelArgs()
+    if a.opts.import_proc_cmdline:
+        kargs.append_argv(_proc_cmdline())
+    elif a.opts.merge:
+        prev = first.bootconfig.get("options") if first.bootconfig else None
+        kargs.append_argv(prev.split(" ") if prev is not None else [])
+    kargs.replace_argv(a.opts.replace)
+    kargs.append_argv(a.opts.append)
+    kargs.append_argv(a.args)
+    sr.set_kargs(first, kargs.to_strv())
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "init-fs": cmd_init_fs,
     "os-init": cmd_os_init,
@@ -493,4 +530,5 @@ _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "upgrade": cmd_upgrade,
     "switch": cmd_switch,
     "pin": cmd_pin,
+    "instutil": cmd_instutil,
 }

@@ -727,6 +727,10 @@ class Sysroot:
         return self._commit_version(a.csum) == self._commit_version(b.csum)
 
     def _sync(self) -> None:
+        if "test-fifreeze" in self.debug:
+            # libostree's test hook: its freeze/thaw watchdog runs, then the sync aborts
+            sys.stderr.write("fifreeze watchdog was run\n")
+            raise OstreeError("During fsfreeze-thaw: aborting due to test-fifreeze")
         _syncfs(self.fd)
         bfd = opendirat(self.fd, "boot")
         try:
