@@ -344,6 +344,13 @@ def test_generate_sizes(tmp_path: Path, mode: str) -> None:
     (tree / "dup").write_bytes((tree / "usr" / "share" / "doc").read_bytes())
     pair = make_pair(tmp_path, mode)
     csum = pair.same("-b", "sz", "--timestamp=2020-01-01", "--generate-sizes", *canon_args(mode), tree)
+    # ostree restarts its size table at every tree walk and re-writes --tree=ref contents
+    t2 = tmp_path / "t2"
+    (t2 / "sub").mkdir(parents=True)
+    (t2 / "sub" / "h").write_text("h\n")
+    for trees in (["--tree=ref=sz"], [f"--tree=dir={tree}", f"--tree=dir={t2}"],
+                  ["--tree=ref=sz", f"--tree=dir={t2}"], [f"--tree=dir={t2}", "--tree=ref=sz"]):
+        pair.same("-b", "sz2", "--timestamp=2020-01-01", "--generate-sizes", *canon_args(mode), *trees)
     shown = crun(f"--repo={pair.py}", "show", "--print-sizes", csum, check=False)
     if mode == "archive":
         assert shown.rc == 0 and "Compressed size" in shown.out

@@ -69,6 +69,8 @@ class CommitModifier:
     """Maps entries that are neither regular files, symlinks nor directories to regular files."""
     dir_extras_callback: DirExtrasCallback | None = None
     """Adds files to each committed directory (run before its entries)."""
+    object_seen: Callable[[str, ObjectType], None] | None = None
+    """Told about objects reused without a write (for --generate-sizes bookkeeping)."""
     matched_statoverrides: set[str] = field(default_factory=set)
     matched_skips: set[str] = field(default_factory=set)
 
@@ -538,7 +540,7 @@ def write_ref_tree_to_mtree(repo: Repo, rev: str, mtree: MutableTree,
     csum = repo.resolve_rev(rev)
     assert csum is not None
     c = repo.load_commit(csum)
-    if modifier is None or modifier.is_identity():
+    if modifier is None or (modifier.is_identity() and not modifier.generate_sizes):
         mtree.merge_from(MutableTree(repo, c.root_contents, c.root_meta))
         return
     if repo.mode is RepoMode.BARE_USER_ONLY:
@@ -564,6 +566,8 @@ def _filter_tree(repo: Repo, contents: str, meta: str, path: str, mtree: Mutable
         if (finfo.mode, finfo.uid, finfo.gid, finfo.xattrs) == \
                 (co.info.mode, co.info.uid, co.info.gid, co.info.xattrs):
             mtree.replace_file(name, fcsum)
+            if modifier.object_seen is not None:  # ostree re-writes it: it counts for --generate-sizes
+                modifier.object_seen(fcsum, ObjectType.FILE)
             continue
         data = co.read() if finfo.is_regular else b""
         mtree.replace_file(name, repo.write_content(finfo, data))

@@ -12,6 +12,7 @@ objects have both sizes equal to their length.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from . import gvariant
 from .commit import MutableTree, _LazyTree
@@ -95,11 +96,63 @@ def collect_sizes(repo: Repo, mtree: MutableTree) -> dict[str, tuple[int, int, O
     return out
 
 
-def sizes_metadata(repo: Repo, mtree: MutableTree) -> Metadata:
-    """``[("ostree.sizes", <aay>)]`` for an archive repo, ``[]`` otherwise."""
+class SizeRecorder:
+    """Records the content/dirtree/dirmeta objects a commit writes, as libostree does.
+
+    ostree keeps a per-repo table filled by every object write (also of objects
+    already stored) and *clears it whenever a new tree walk starts* (each
+    ``--tree``); devino cache hits and reused stored dirtrees are not in it.
+    Installing a recorder wraps this repo instance's write methods.
+    """
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+        self.seen: dict[str, ObjectType] = {}
+        orig_content = repo.write_content
+        orig_meta = repo.write_metadata
+
+        def write_content(*args: Any, **kwargs: Any) -> str:
+            csum = orig_content(*args, **kwargs)
+            self.seen.setdefault(csum, ObjectType.FILE)
+            return csum
+
+        def write_metadata(objtype: ObjectType, *args: Any, **kwargs: Any) -> str:
+            csum = orig_meta(objtype, *args, **kwargs)
+            if objtype in (ObjectType.DIR_TREE, ObjectType.DIR_META):
+                self.seen.setdefault(csum, objtype)
+            return csum
+
+        repo.write_content = write_content  # type: ignore[method-assign]
+        repo.write_metadata = write_metadata  # type: ignore[method-assign]
+
+    def clear(self) -> None:
+        self.seen.clear()
+
+    def note(self, checksum: str, objtype: ObjectType) -> None:
+        self.seen.setdefault(checksum, objtype)
+
+    def sizes(self) -> dict[str, tuple[int, int, ObjectType]]:
+        out: dict[str, tuple[int, int, ObjectType]] = {}
+        for csum, objtype in self.seen.items():
+            if objtype is ObjectType.FILE:
+                info = self.repo.load_file(csum).info
+                unpacked = len(info.symlink_target.encode("utf-8")) if info.is_symlink else info.size
+                out[csum] = (_stored_size(self.repo, objtype, csum), unpacked, objtype)
+            else:
+                n = len(self.repo.load_metadata(objtype, csum))
+                out[csum] = (n, n, objtype)
+        return out
+
+
+def sizes_metadata(repo: Repo, mtree: MutableTree, recorder: SizeRecorder | None = None) -> Metadata:
+    """``[("ostree.sizes", <aay>)]`` for an archive repo, ``[]`` otherwise.
+
+    With a *recorder*, the objects it saw being written (ostree's exact set);
+    without, every object of *mtree*.
+    """
     if repo.mode is not RepoMode.ARCHIVE:
         return []
-    sizes = collect_sizes(repo, mtree)
+    sizes = recorder.sizes() if recorder is not None else collect_sizes(repo, mtree)
     if not sizes:
         return []
     entries = [size_entry(c, a, u, t) for c, (a, u, t) in sorted(sizes.items())]

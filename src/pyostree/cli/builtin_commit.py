@@ -199,10 +199,18 @@ def run(ctx: Context, argv: list[str]) -> int:
     with repo.transaction():
         mtree = mtree_from_commit(repo, o.base) if o.base else MutableTree()
         committer: DirectoryCommitter | None = None
+        recorder = None
+        if o.generate_sizes and repo.is_archive:
+            from ..sizes import SizeRecorder
+
+            recorder = SizeRecorder(repo)
+            modifier.object_seen = recorder.note
         for spec in trees:
             if "=" not in spec:
                 raise OstreeError(f"Missing type in tree specification '{spec}'")
             kind, _, value = spec.partition("=")
+            if recorder is not None:
+                recorder.clear()  # ostree restarts its size table with every tree walk
             if kind == "dir":
                 committer = committer or DirectoryCommitter(repo, modifier)
                 committer.commit_dir(value, mtree)
@@ -253,7 +261,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         if o.generate_sizes:
             from ..sizes import sizes_metadata
 
-            metadata = list(metadata or []) + sizes_metadata(repo, mtree)
+            metadata = list(metadata or []) + sizes_metadata(repo, mtree, recorder)
 
         csum = write_commit(repo, parent=parent, subject=subject, body=body, metadata=metadata or [],
                             root_contents=root_contents, root_meta=root_meta, timestamp=timestamp)
