@@ -92,3 +92,30 @@ def test_parse_helpers():
     assert parse_date("2 days ago", now) == now - 2 * 86400
     assert parse_date("2005-10-29 12:43:29 +0000") == 1130589809
     assert parse_date("October 25 1985") < parse_date("October 21 2015")
+
+
+def _b64(csum: str) -> str:
+    import base64
+
+    return base64.b64encode(bytes.fromhex(csum)).decode().rstrip("=").replace("/", "_")
+
+
+def test_static_deltas_pruned_with_their_commit(tmp_path, py, history):
+    repo = tmp_path / "r"
+    shutil.copytree(history, repo, symlinks=True)
+    head = py(f"--repo={repo}", "rev-parse", "dev").out.strip()
+    parent = py(f"--repo={repo}", "rev-parse", "dev^").out.strip()
+    gone = "ab" * 32
+    deltas = {}
+    for frm, to in ((None, head), (parent, head), (None, gone), (head, gone)):
+        b = _b64(frm) + "-" + _b64(to) if frm else _b64(to)
+        d = repo / "deltas" / b[:2] / b[2:]
+        d.mkdir(parents=True)
+        (d / "superblock").write_bytes(b"x")
+        deltas[(frm, to)] = d
+    py(f"--repo={repo}", "prune", "--refs-only")
+    assert deltas[(None, head)].exists() and deltas[(parent, head)].exists()
+    assert not deltas[(None, gone)].exists() and not deltas[(head, gone)].exists()
+    py(f"--repo={repo}", "prune", "--static-deltas-only", f"--delete-commit={head}")
+    assert not deltas[(None, head)].exists() and not deltas[(parent, head)].exists()
+    assert (repo / "objects" / head[:2] / f"{head[2:]}.commit").exists()
