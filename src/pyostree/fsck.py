@@ -165,7 +165,13 @@ def verify_object(repo: Repo, objtype: ObjectType, checksum: str) -> None:
 
 
 def commit_state(repo: Repo, checksum: str) -> tuple[bool, bool]:
-    """(partial, partial because fsck found corruption) for a commit."""
+    """(partial, partial because fsck found corruption) for a commit.
+
+    The state of a commit stored only in a parent repository is the parent's.
+    """
+    if repo.parent is not None and not repo.has_object_local(ObjectType.COMMIT, checksum) \
+            and repo.parent.has_object(ObjectType.COMMIT, checksum):
+        return commit_state(repo.parent, checksum)
     try:
         fd = os.open(f"state/{checksum}.commitpartial", os.O_RDONLY | os.O_CLOEXEC, dir_fd=repo.dfd)
     except FileNotFoundError:
@@ -335,7 +341,13 @@ def commits_of(parents: dict[ObjectName, set[ObjectName]], key: ObjectName) -> l
 
 
 def list_commit_objects(repo: Repo) -> list[str]:
-    return sorted(c for c, t in repo.iter_objects() if t is ObjectType.COMMIT)
+    """Every commit object of *repo* and of its parent repositories (as libostree lists them)."""
+    found: set[str] = set()
+    r: Repo | None = repo
+    while r is not None:
+        found.update(c for c, t in r.iter_objects() if t is ObjectType.COMMIT)
+        r = r.parent
+    return sorted(found)
 
 
 # ---------------------------------------------------------------------------
