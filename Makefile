@@ -22,7 +22,8 @@ unit: deps
 
 conformance: deps
 	@if [ -x $(SUITE) ]; then \
-	  $(SUITE) --tier core --impl "$$(command -v pyostree)" --min $(CONFORMANCE_MIN) --logs .cache/conformance-logs; \
+	  $(SUITE) --tier core --impl "$$(bash scripts/make-launcher.sh)" --timeout 900 \
+	    --min $(CONFORMANCE_MIN) --logs .cache/conformance-logs; \
 	else echo "conformance: $(SUITE) not found (needs ../shared beside the clone)"; fi
 
 test: lint typecheck unit conformance
