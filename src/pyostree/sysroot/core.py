@@ -72,6 +72,12 @@ def _debug_flags() -> set[str]:
     return {f.strip() for f in re.split(r"[:;, \t]", raw) if f.strip()}
 
 
+def validate_osname(osname: str) -> None:
+    """A stateroot name must be one path component (it names ``ostree/deploy/OSNAME``)."""
+    if not osname or "/" in osname or osname in (".", "..") or "\0" in osname:
+        raise OstreeError(f"Invalid osname '{osname}'")
+
+
 def strverscmp(a: str, b: str) -> int:
     """Version-aware string comparison (numbers compare by value)."""
     pa = re.findall(r"\d+|\D+", a)
@@ -444,8 +450,7 @@ class Sysroot:
     # -- stateroots ----------------------------------------------------------------
     def init_osname(self, osname: str) -> None:
         """Create ``ostree/deploy/OSNAME`` with its shared ``var``."""
-        if not osname or "/" in osname or osname in (".", ".."):
-            raise OstreeError(f"Invalid osname '{osname}'")
+        validate_osname(osname)
         base = f"ostree/deploy/{osname}"
         try:
             os.mkdir(base, 0o777, dir_fd=self.fd)
@@ -501,6 +506,7 @@ class Sysroot:
             if self.booted_deployment is None:
                 raise OstreeError("No osname given and not booted into an OSTree system")
             osname = self.booted_deployment.osname
+        validate_osname(osname)
         obj.validate_checksum(revision)
         d = self._initialize_deployment(osname, revision, origin, override_kernel_argv)
         self._finalize_deployment(d, merge_deployment)
@@ -586,6 +592,12 @@ class Sysroot:
             if not os.path.isdir(var):
                 raise OstreeError(f"opendir({var}): No such file or directory", errno=errno.ENOENT)
             _unlink_quiet(-1, os.path.join(var, ".updated"))
+            # the /var relabel stamp (pyostree does no SELinux labeling; the stamp is kept
+            # so that the layout matches ostree's)
+            stamp = f"ostree/deploy/{d.osname}/var/.ostree-selabeled"
+            if exists_at(self.fd, stamp) is None:
+                self._emit("Relabeling /var (no stamp file 'var/.ostree-selabeled' found)")
+                replace_contents_at(self.fd, stamp, b"", fsync=True)
             self._write_origin(d, d.origin)
             if "mutable-deployments" not in self.debug:
                 set_immutable(dfd, True)
