@@ -241,8 +241,10 @@ class _HttpPuller:
                 mode = m.value
                 self.tombstones = bool(t.value)
         if mode is None:
-            cfg = self.fetcher.get("config", max_size=1 << 20)
-            assert cfg is not None
+            # (libostree assumes an archive remote here; we look at its config when it has one)
+            cfg = self.fetcher.get("config", max_size=1 << 20, optional=True)
+            if cfg is None:
+                return
             try:
                 kf = KeyFile.parse(cfg.decode("utf-8"), self.fetcher.url_for("config"))
             except (UnicodeDecodeError, OstreeError) as e:
