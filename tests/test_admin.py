@@ -296,3 +296,33 @@ def test_bootconfig_roundtrip() -> None:
     b = BootConfig.parse("# comment\n" + text.replace("linux /k\n", "") + "linux\t/k\n")
     assert b.get("linux") == "/k" and b.overlay_initrds == ["/ostree/initramfs-overlays/o.img"]
     assert b.to_text() == text
+
+
+@pytest.mark.parametrize("loader", ["grub2", "uboot"])
+def test_other_bootloaders_match(loader: str, osrepo: Path, tmp_path: Path, py: Run, c: Run) -> None:
+    gen = "/usr/libexec/installed-tests/libostree/ostree-grub-generator"
+    if loader == "grub2" and not os.path.exists(gen):
+        pytest.skip("needs ostree-grub-generator (ostree-tests)")
+    env = dict(ENV)
+    outs = []
+    for name, admin in (("py", py), ("c", c)):
+        sr = tmp_path / name
+        sr.mkdir()
+        admin("admin", "init-fs", sr, env=ENV)
+        admin("admin", "os-init", "testos", f"--sysroot={sr}", env=ENV)
+        if loader == "grub2":
+            (sr / "boot/grub2").mkdir()
+            (sr / "boot/grub2/grub.cfg").write_text("")
+            env.update(OSTREE_GRUB2_EXEC=gen, OSTREE_BOOT_PARTITION="/boot")
+            cfg = "boot/loader/grub.cfg"
+        else:
+            (sr / "boot/loader.0").mkdir()
+            os.symlink("loader.0", sr / "boot/loader")
+            (sr / "boot/loader/uEnv.txt").write_text("")
+            cfg = "boot/loader/uEnv.txt"
+        c(f"--repo={sr}/ostree/repo", "pull-local", "--remote=testos", osrepo, REF)
+        for extra in (["--karg=root=LABEL=x", "--karg-append=console=a", "--karg-append=console=b"], []):
+            admin("admin", "deploy", f"--sysroot={sr}", "--os=testos", *extra, f"testos:{REF}", env=env)
+        outs.append((sr / cfg).read_text().replace(str(sr), "SYSROOT"))
+    assert outs[0] == outs[1]
+    assert "console=a console=b" in outs[0]

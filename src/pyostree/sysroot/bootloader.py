@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 from typing import TYPE_CHECKING
@@ -163,30 +162,67 @@ class Uboot(Bootloader):
 class Grub2(Bootloader):
     name = "grub2"
 
+    def __init__(self) -> None:
+        self.efi_config: str | None = None
+
     def query(self, sysroot: Sysroot) -> bool:
-        if exists_at(sysroot.fd, "boot/grub2/grub.cfg") is not None:
-            return True
-        return bool(glob.glob(os.path.join(sysroot.path, "boot/efi/EFI/*/grub.cfg")))
+        # g_file_query_exists follows symlinks: a dangling grub.cfg link is "absent"
+        for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
+            if os.path.exists(os.path.join(sysroot.path, rel)):
+                return True
+        efi = os.path.join(sysroot.path, "boot/efi/EFI")
+        if os.path.isdir(efi):
+            for ent in sorted(os.scandir(efi), key=lambda e: e.name):
+                if ent.name == "BOOT" or not ent.is_dir(follow_symlinks=False):
+                    continue
+                cfg = os.path.join(ent.path, "grub.cfg")
+                if os.path.exists(cfg):
+                    self.efi_config = cfg
+                    return True
+        return False
+
+    @property
+    def atomic(self) -> bool:  # type: ignore[override]
+        return self.efi_config is None
 
     def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
-        exe = os.environ.get("OSTREE_GRUB2_EXEC")
-        argv = [exe] if exe else ["grub2-mkconfig"]
-        new_cfg = os.path.join(sysroot.path, f"boot/loader.{bootversion}/grub.cfg")
+        exe = os.environ.get("OSTREE_GRUB2_EXEC") or "grub2-mkconfig"
+        if self.efi_config is not None:
+            new_cfg = os.path.join(os.path.dirname(self.efi_config), "grub.cfg.new")
+            if os.path.lexists(new_cfg):
+                os.unlink(new_cfg)
+        else:
+            new_cfg = os.path.join(sysroot.path, f"boot/loader.{bootversion}/grub.cfg")
         env = dict(os.environ)
         env["_OSTREE_GRUB2_BOOTVERSION"] = str(bootversion)
-        env["_OSTREE_GRUB2_IS_CHILD"] = "true"
-        env["OSTREE_SYSROOT"] = sysroot.path
-        argv += ["-o", new_cfg + ".new"]
+        if self.efi_config is not None:
+            env["_OSTREE_GRUB2_IS_EFI"] = "1"
+        quiet = not os.environ.get("OSTREE_DEBUG_GRUB2")
         try:
-            proc = subprocess.run(argv, env=env, check=False)
+            proc = subprocess.run([exe, "-o", new_cfg], env=env, check=False,
+                                  stdout=subprocess.DEVNULL if quiet else None,
+                                  stderr=subprocess.DEVNULL if quiet else None)
         except OSError as e:
-            raise OstreeError(f"Failed to execute {argv[0]}: {e.strerror}") from None
+            raise OstreeError(f"Failed to execute child process “{exe}” ({e.strerror})") from None
         if proc.returncode != 0:
-            raise OstreeError(f"{argv[0]}: Child process exited with code {proc.returncode}")
+            raise OstreeError(f"{exe}: Child process exited with code {proc.returncode}")
         try:
-            os.rename(new_cfg + ".new", new_cfg)
+            fd = os.open(new_cfg, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            if self.efi_config is not None:
+                import shutil
+
+                old = os.path.join(os.path.dirname(self.efi_config), "grub.cfg.old")
+                if os.path.lexists(old):
+                    os.unlink(old)
+                shutil.copyfile(self.efi_config, old)
+                os.unlink(self.efi_config)
+                os.rename(new_cfg, self.efi_config)
         except OSError as e:
-            raise OstreeError(f"rename({new_cfg}.new): {e.strerror}") from None
+            raise OstreeError(f"{e.filename}: {e.strerror}") from None
 
 
 _BY_NAME: dict[str, type[Bootloader]] = {"syslinux": Syslinux, "uboot": Uboot, "grub2": Grub2}
