@@ -21,7 +21,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, "export [OPTION…] COMMIT", "Stream COMMIT to stdout in tar format")
     if o.repo:
         ctx.repo_path = o.repo
-    repo: Repo = ctx.open_repo()  # type: ignore[no-untyped-call]
+    repo: Repo = ctx.open_repo()
     if not args:
         raise OstreeError("A COMMIT argument is required")
     export_to_path(repo, args[0], o.output, subpath=o.subpath, prefix=o.prefix)

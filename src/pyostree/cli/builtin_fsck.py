@@ -22,7 +22,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "fsck [OPTION…]", "Check the repository for consistency")
     if o.repo:
         ctx.repo_path = o.repo
-    repo: Repo = ctx.open_repo()  # type: ignore[no-untyped-call]
+    repo: Repo = ctx.open_repo()
     opts = FsckOptions(quiet=o.quiet, delete=o.delete, all=o.all, add_tombstones=o.add_tombstones,
                        verify_bindings=o.verify_bindings, verify_back_refs=o.verify_back_refs)
     fsck_repo(repo, opts)

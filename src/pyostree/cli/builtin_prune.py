@@ -30,7 +30,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "prune [OPTION…]", "Search for unreachable objects")
     if o.repo:
         ctx.repo_path = o.repo
-    repo: Repo = ctx.open_repo()  # type: ignore[no-untyped-call]
+    repo: Repo = ctx.open_repo()
     if o.delete_commit and o.no_prune:
         raise OstreeError("Cannot specify both --delete-commit and --no-prune")
     if o.static_deltas_only:

@@ -30,7 +30,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, "pull-local [OPTION…] SRC_REPO [REFS...]", "Copy data from SRC_REPO")
     if o.repo:
         ctx.repo_path = o.repo
-    repo: Repo = ctx.open_repo()  # type: ignore[no-untyped-call]
+    repo: Repo = ctx.open_repo()
     if not args:
         raise OstreeError("DESTINATION must be specified")
     if o.gpg_verify or o.gpg_verify_summary:
