@@ -26,6 +26,7 @@ import hashlib
 import os
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
@@ -37,7 +38,7 @@ from .fetcher import DEFAULT_RETRIES, Fetcher, NotFound
 from .fsck import commit_state, remove_tombstone, verify_metadata_bytes
 from .keyfile import KeyFile
 from .objects import ObjectType
-from .pull_local import PullStats, import_object, pull_local
+from .pull_local import PullStats, import_object
 from .remotes import list_remotes
 from .repo import Repo, RepoMode
 
@@ -56,6 +57,7 @@ class PullOptions:
     subpaths: list[str] | None = None
     localcache_repos: list[str] = field(default_factory=list)
     timestamp_check: bool = False
+    timestamp_check_from_rev: str | None = None
     bareuseronly_files: bool = False
     dry_run: bool = False
     network_retries: int = DEFAULT_RETRIES
@@ -80,7 +82,7 @@ class HttpPullStats(PullStats):
         from .pull_local import format_size
 
         if self.local_transport:
-            s = f"{self.metadata_imported} metadata, {self.content_imported} content objects imported"
+            s = f"{self.metadata_fetched} metadata, {self.content_fetched} content objects imported"
         else:
             s = f"{self.metadata_fetched} metadata, {self.content_fetched} content objects fetched"
             if self.metadata_local or self.content_local:
@@ -153,31 +155,28 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
     if scheme == "file":
         if opts.require_static_deltas or opts.dry_run:
             raise OstreeError("Static deltas are not supported by pyostree")
-        if opts.subpaths:
-            raise OstreeError("--subpath is not supported for file:// remotes by pyostree")
-        plain = [n for n in names if "@" not in n]
-        if len(plain) != len(names):
-            raise OstreeError("REF@COMMIT is not supported for file:// remotes by pyostree")
-        t0 = time.monotonic()
-        st = pull_local(repo, unquote(parsed.path), plain or None, remote=None if opts.mirror else remote_name,
-                        untrusted=True, commit_only=opts.commit_only, depth=opts.depth,
-                        bareuseronly_files=opts.bareuseronly_files)
-        out = HttpPullStats(metadata_imported=st.metadata_imported, content_imported=st.content_imported,
-                            content_bytes_written=st.content_bytes_written, commits=st.commits,
-                            local_transport=True, seconds=time.monotonic() - t0)
-        return out
+        try:
+            src = Repo.open(unquote(parsed.path))
+        except OstreeError as e:
+            raise OstreeError(f"{e}") from None
+        return _run(repo, None, src, opts, remote_name, names)
     if scheme not in ("http", "https"):
         raise OstreeError(f"Invalid URI scheme in {url}")
     if parsed.hostname is None:
         raise OstreeError(f"Invalid URL {url}")
     if opts.require_static_deltas or opts.dry_run:
         raise OstreeError("Static deltas are not supported by pyostree")
-    fetcher = Fetcher(url, retries=opts.network_retries, timeout=opts.timeout)
+    return _run(repo, Fetcher(url, retries=opts.network_retries, timeout=opts.timeout), None, opts,
+                remote_name, names)
+
+
+def _run(repo: Repo, fetcher: Fetcher | None, src: Repo | None, opts: PullOptions, remote_name: str | None,
+         names: list[str]) -> HttpPullStats:
     caches: list[Repo] = []
     try:
         for p in opts.localcache_repos:
             caches.append(Repo.open(p))
-        puller = _HttpPuller(repo, fetcher, opts, caches)
+        puller = _HttpPuller(repo, fetcher, src, opts, caches)
         return puller.run(remote_name, names)
     except OSError as e:
         if e.errno == errno.ENOSPC:
@@ -186,12 +185,25 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
     finally:
         for c in caches:
             c.close()
-        fetcher.close()
+        if fetcher is not None:
+            fetcher.close()
+        if src is not None:
+            src.close()
 
 
 def _fmt_c(ts: int) -> str:
     """``g_date_time_format(dt, "%c")`` in the C locale, UTC."""
     return time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime(ts))
+
+
+def _compare_timestamps(current_rev: str, current_ts: int, new_rev: str, new_ts: int) -> None:
+    """``_ostree_compare_timestamps``: refuse a downgrade (an older, different commit)."""
+    if new_ts >= current_ts or current_rev == new_rev:
+        return
+    raise OstreeError(
+        f"Upgrade target revision '{new_rev}' with timestamp '{_fmt_c(new_ts)}' "
+        f"is chronologically older than current revision '{current_rev}' with timestamp "
+        f"'{_fmt_c(current_ts)}'; use --allow-downgrade to permit")
 
 
 @dataclass
@@ -201,9 +213,11 @@ class _Target:
 
 
 class _HttpPuller:
-    def __init__(self, dest: Repo, fetcher: Fetcher, opts: PullOptions, caches: list[Repo]) -> None:
+    def __init__(self, dest: Repo, fetcher: Fetcher | None, src: Repo | None, opts: PullOptions,
+                 caches: list[Repo]) -> None:
         self.dest = dest
-        self.fetcher = fetcher
+        self._fetcher = fetcher
+        self.src = src
         self.opts = opts
         self.caches = caches
         self.stats = HttpPullStats()
@@ -227,11 +241,37 @@ class _HttpPuller:
                 parts.append(comps)
             self.subpath_parts = parts or None
 
+    @property
+    def fetcher(self) -> Fetcher:
+        assert self._fetcher is not None
+        return self._fetcher
+
+    def _get_meta(self, keys: list[tuple[str, ObjectType]], optional: bool = False
+                  ) -> Iterator[tuple[tuple[str, ObjectType], bytes | None]]:
+        """Metadata objects from the remote (HTTP, concurrently) or the local source repo."""
+        if self.src is None:
+            yield from self.fetcher.fetch_many(keys, lambda k: obj.object_relpath(k[0], k[1]),
+                                               max_size=obj.MAX_METADATA_SIZE, optional=optional)
+            return
+        for key in keys:
+            try:
+                data: bytes | None = self.src.load_metadata(key[1], key[0])
+            except NotFoundError:
+                if not optional:
+                    raise
+                data = None
+            yield key, data
+
     # -- remote setup ----------------------------------------------------------
 
-    def _load_remote_info(self) -> None:
+    def _load_remote_info(self, need_summary: bool) -> None:
+        """Summary refs (when some ref needs resolving) and the remote's mode."""
+        if self.src is not None:
+            return
         where = self.fetcher.url_for("summary")
-        data = self.fetcher.get("summary", max_size=_MAX_SUMMARY_SIZE, optional=True)
+        data = None
+        if need_summary:
+            data = self.fetcher.get("summary", max_size=_MAX_SUMMARY_SIZE, optional=True)
         mode: str | None = None
         if data is not None:
             self.summary_refs, md = parse_summary_refs(data, where)
@@ -257,6 +297,8 @@ class _HttpPuller:
             raise OstreeError(f'Can\'t pull from archives with mode "{mode}"')
 
     def _resolve(self, names: list[str]) -> list[_Target]:
+        if not names and self.src is not None:
+            return [_Target(r, c) for r, c in sorted(_refs.list_refs(self.src, remotes=False).items())]
         if not names:
             if self.summary_refs is None:
                 raise OstreeError("Fetching all refs was requested in mirror mode, but remote repository "
@@ -271,6 +313,11 @@ class _HttpPuller:
             _refs.validate_rev(ref)
             if override is not None:
                 out.append(_Target(ref, override))
+                continue
+            if self.src is not None:
+                resolved = _refs.resolve_rev(self.src, ref, False)
+                assert resolved is not None
+                out.append(_Target(ref, resolved))
                 continue
             if self.summary_refs is not None:
                 csum = self.summary_refs.get(ref)
@@ -296,7 +343,7 @@ class _HttpPuller:
     def run(self, remote_name: str | None, names: list[str]) -> HttpPullStats:
         t0 = time.monotonic()
         self.remote_name = remote_name
-        self._load_remote_info()
+        self._load_remote_info(not names or any(not obj.is_valid_checksum(n) and "@" not in n for n in names))
         targets = self._resolve(names)
         dest = self.dest
         before = dest.stats["content_bytes_written"]
@@ -316,7 +363,8 @@ class _HttpPuller:
         if self.opts.mirror and not names and self.summary_refs is not None:
             pass  # libostree also copies the summary; ours is regenerated by `summary -u`
         self.stats.content_bytes_written = dest.stats["content_bytes_written"] - before
-        self.stats.bytes_transferred = self.fetcher.bytes_transferred
+        self.stats.bytes_transferred = self._fetcher.bytes_transferred if self._fetcher else 0
+        self.stats.local_transport = self.src is not None
         self.stats.seconds = time.monotonic() - t0
         return self.stats
 
@@ -334,6 +382,15 @@ class _HttpPuller:
                 return True
         return False
 
+    def _check_timestamp_from_rev(self, commit: obj.Commit, checksum: str) -> None:
+        rev = self.opts.timestamp_check_from_rev
+        assert rev is not None
+        try:
+            old = self.dest.load_commit(rev)
+        except OstreeError as e:
+            raise OstreeError(f"Reading {rev} for timestamp-check-from-rev: {e}") from None
+        _compare_timestamps(rev, old.timestamp, checksum, commit.timestamp)
+
     def _check_timestamp(self, ref: str, remote_name_ref: str | None, commit: obj.Commit, checksum: str) -> None:
         orig = _refs.read_ref(self.dest, remote_name_ref, ref)
         if orig is None or orig == checksum:
@@ -342,11 +399,7 @@ class _HttpPuller:
             old = self.dest.load_commit(orig)
         except OstreeError as e:
             raise OstreeError(f"Reading {ref} for timestamp-check: {e}") from None
-        if commit.timestamp < old.timestamp:
-            raise OstreeError(
-                f"Upgrade target revision '{checksum}' with timestamp '{_fmt_c(commit.timestamp)}' "
-                f"is chronologically older than current revision '{orig}' with timestamp "
-                f"'{_fmt_c(old.timestamp)}'; use --allow-downgrade to permit")
+        _compare_timestamps(orig, old.timestamp, checksum, commit.timestamp)
 
     def _pull_commits(self, level: list[tuple[str, int, bool, str | None]]) -> None:
         dest = self.dest
@@ -362,22 +415,20 @@ class _HttpPuller:
                 else:
                     fetch[csum] = (depth, is_parent, ref)
             if fetch:
-                for csum, data in self.fetcher.fetch_many(
-                        list(fetch), lambda c: obj.object_relpath(c, ObjectType.COMMIT),
-                        max_size=obj.MAX_METADATA_SIZE,
-                        optional=self.opts.depth != 0):
+                for (csum, _t), data in self._get_meta([(c, ObjectType.COMMIT) for c in fetch], optional=True):
                     depth, is_parent, ref = fetch[csum]
                     if data is None:
-                        if is_parent:
+                        if is_parent and self.opts.depth != 0:
                             continue  # a dangling parent: fine when walking history
+                        if self.src is not None:
+                            raise NotFoundError(f"No such metadata object {csum}.commit")
                         raise OstreeError("Server returned HTTP 404: "
                                           + self.fetcher.url_for(obj.object_relpath(csum, ObjectType.COMMIT)))
                     self._store_commit(csum, data, ref)
                     todo.append((csum, depth, is_parent, ref))
                 # detached metadata, optional
-                for csum, md in self.fetcher.fetch_many(
-                        list(fetch), lambda c: obj.object_relpath(c, ObjectType.COMMIT_META),
-                        max_size=obj.MAX_METADATA_SIZE, optional=True):
+                for (csum, _t), md in self._get_meta([(c, ObjectType.COMMIT_META) for c in fetch],
+                                                     optional=True):
                     if md is None or not dest.has_object(ObjectType.COMMIT, csum):
                         continue
                     try:
@@ -386,8 +437,12 @@ class _HttpPuller:
                         raise OstreeError(f"{csum}.commitmeta: {e}") from None
                     dest.write_detached_metadata(csum, value)
             nxt: list[tuple[str, int, bool, str | None]] = []
-            for csum, depth, _is_parent, _ref in todo:
+            for csum, depth, is_parent, ref in todo:
                 commit = dest.load_commit(csum)
+                if self.opts.timestamp_check and ref is not None and not is_parent:
+                    self._check_timestamp(ref, None if self.opts.mirror else self.remote_name, commit, csum)
+                if self.opts.timestamp_check_from_rev:
+                    self._check_timestamp_from_rev(commit, csum)
                 if commit.parent and (self.opts.depth == -1 or depth > 0):
                     nxt.append((commit.parent, depth - 1 if depth > 0 else -1, True, None))
                 partial, _ = commit_state(dest, csum)
@@ -399,9 +454,6 @@ class _HttpPuller:
 
     def _store_commit(self, csum: str, data: bytes, ref: str | None) -> None:
         verify_metadata_bytes(ObjectType.COMMIT, csum, data)
-        commit = obj.Commit.parse(data)
-        if self.opts.timestamp_check and ref is not None:
-            self._check_timestamp(ref, None if self.opts.mirror else self.remote_name, commit, csum)
         dest = self.dest
         if not commit_state(dest, csum)[0]:
             dest.mark_commit_partial(csum, True)
@@ -441,8 +493,7 @@ class _HttpPuller:
                 if dest.has_object(objtype, csum) or self._from_cache(objtype, csum):
                     continue
                 missing.append(key)
-            for (csum, objtype), data in self.fetcher.fetch_many(
-                    missing, lambda k: obj.object_relpath(k[0], k[1]), max_size=obj.MAX_METADATA_SIZE):
+            for (csum, objtype), data in self._get_meta(missing):
                 assert data is not None
                 verify_metadata_bytes(objtype, csum, data)
                 dest.write_metadata(objtype, data, expected=csum)
@@ -481,6 +532,12 @@ class _HttpPuller:
             if self._from_cache(ObjectType.FILE, csum):
                 continue
             missing.append(csum)
+        if self.src is not None:
+            for csum in missing:
+                import_object(dest, self.src, ObjectType.FILE, csum, trusted=False,
+                              verify_bareuseronly=self.opts.bareuseronly_files)
+                self.stats.content_fetched += 1
+            return
         for csum, data in self.fetcher.fetch_many(
                 missing, lambda c: obj.object_relpath(c, ObjectType.FILE, archive=True),
                 max_size=_MAX_CONTENT_SIZE):

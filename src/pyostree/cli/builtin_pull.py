@@ -60,7 +60,8 @@ def run(ctx: Context, argv: list[str]) -> int:
     opts = PullOptions(
         url=o.url, commit_only=o.commit_metadata_only, depth=o.depth or 0, mirror=o.mirror,
         subpaths=subpaths or None, localcache_repos=list(o.localcache_repo or []),
-        timestamp_check=o.timestamp_check, bareuseronly_files=o.bareuseronly_files, dry_run=o.dry_run,
+        timestamp_check=o.timestamp_check, timestamp_check_from_rev=o.timestamp_check_from_rev,
+        bareuseronly_files=o.bareuseronly_files, dry_run=o.dry_run,
         network_retries=5 if o.network_retries is None else o.network_retries,
         http_trusted=o.http_trusted, require_static_deltas=o.require_static_deltas,
         disable_static_deltas=o.disable_static_deltas)
