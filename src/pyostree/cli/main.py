@@ -79,7 +79,8 @@ class Context:
         # a repository in the current directory
         if os.path.isfile("config") and os.path.isdir("objects"):
             return "."
-        sysroot_repo = "/ostree/repo"
+        # the default sysroot's repo ($OSTREE_SYSROOT, as libostree's get_default_repo_path)
+        sysroot_repo = os.path.join(os.environ.get("OSTREE_SYSROOT") or "/", "ostree/repo")
         if os.path.isdir(sysroot_repo):
             return sysroot_repo
         raise OstreeError("Command requires a --repo argument")
