@@ -1,8 +1,8 @@
 """``ostree admin upgrade`` / ``switch``: pull the origin's ref and deploy it.
 
 Mirrors ``OstreeSysrootUpgrader``: the merge deployment's origin names a
-``remote:ref`` (optionally ``override-commit``); the ref is pulled (file://
-remotes only in pyostree), end-of-life rebases are followed, a
+``remote:ref`` (optionally ``override-commit``); the ref is pulled (HTTP(S)
+and HTTP(S) remotes), end-of-life rebases are followed, a
 chronologically older commit is refused unless allowed, and a changed
 commit is deployed as the new default.
 """
@@ -10,7 +10,6 @@ commit is deployed as the new default.
 from __future__ import annotations
 
 import time
-from urllib.parse import unquote, urlparse
 
 from .. import objects as obj
 from ..errors import OstreeError
@@ -41,17 +40,12 @@ def check_timestamps(repo: Repo, from_rev: str, to_rev: str) -> None:
                       f"'{_fmt_ts(cur)}'; use --allow-downgrade to permit")
 
 
-def pull_remote_refs(repo: Repo, remote: str, refs: list[str]) -> None:
-    """Pull *refs* (names or checksums) from *remote* into *repo* (file:// URLs)."""
-    from ..pull_local import pull_local
-    from ..remotes import get_remote_url
+def pull_remote_refs(repo: Repo, remote: str, refs: list[str], *,
+                     timestamp_check_from_rev: str | None = None) -> None:
+    """Pull *refs* (names or checksums) from *remote* into *repo* (HTTP(S) or file://)."""
+    from ..pull import PullOptions, pull
 
-    url = get_remote_url(repo, remote)
-    parsed = urlparse(url)
-    if parsed.scheme != "file":
-        raise OstreeError(f"Pulling from {parsed.scheme or url} remotes is not implemented yet; "
-                          "use a file:// remote or pull-local")
-    pull_local(repo, unquote(parsed.path), refs, remote=remote, untrusted=True)
+    pull(repo, remote, refs, PullOptions(timestamp_check_from_rev=timestamp_check_from_rev))
 
 
 class Upgrader:
@@ -108,7 +102,8 @@ class Upgrader:
             return f"{remote}:{ref}" if remote else ref
 
         if remote and not synthetic:
-            pull_remote_refs(repo, remote, [self.override_csum or self.origin_ref])
+            pull_remote_refs(repo, remote, [self.override_csum or self.origin_ref],
+                             timestamp_check_from_rev=None if allow_older else from_rev)
         if self.override_csum is None:
             new_rev = repo.resolve_rev(refspec_of(self.origin_ref))
             assert new_rev is not None
