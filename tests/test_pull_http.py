@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
@@ -77,15 +78,25 @@ class Server:
         # upstream's dirtree with "../afile"
         with tarfile.open(TRAVERSE_TAR) as t:
             t.extractall(self.srv, filter="tar")
+        # a commit object far over the metadata size limit
+        huge = self.srv / "huge"
+        shutil.copytree(arch, huge, symlinks=True)
+        (huge / "objects" / self.main[:2] / f"{self.main[2:]}.commit").write_bytes(b"\0" * (11 << 20))
         self.url = _serve(self.srv)
-        self.range_url = _serve_copy(self.base, self.srv / "archive")
+        arch_only = [str(arch)]
+        self.range_url = _serve_copy(self.base, "range", arch_only, "--force-range-requests")
+        self.flaky_url = _serve_copy(self.base, "flaky", arch_only, "--random-500s=50", "--random-500s-max=4")
+        with socket.socket() as sk:  # a loopback port nobody listens on
+            sk.bind(("127.0.0.1", 0))
+            self.dead_url = f"http://127.0.0.1:{sk.getsockname()[1]}"
 
 
-def _serve_copy(base: Path, repo: Path) -> str:
-    d = base / "srv-range"
+def _serve_copy(base: Path, name: str, repos: list[str], *flags: str) -> str:
+    d = base / f"srv-{name}"
     d.mkdir()
-    shutil.copytree(repo, d / "archive", symlinks=True)
-    return _serve(d, "--force-range-requests")
+    for r in repos:
+        shutil.copytree(r, d / Path(r).name, symlinks=True)
+    return _serve(d, *flags)
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +274,36 @@ def test_pull_timestamp_check_refuses_older_commit(py: Run, tmp_path: Path, serv
     assert py(f"--repo={repo}", "rev-parse", "origin:main").out.strip() == server.main
     py(f"--repo={repo}", "pull", "origin", f"main@{server.parent}")
     assert py(f"--repo={repo}", "rev-parse", "origin:main").out.strip() == server.parent
+
+
+def test_pull_retries_server_errors(py: Run, c: Run, tmp_path: Path, server: Server) -> None:
+    repo = _local(py, tmp_path / "repo", "bare-user", f"{server.flaky_url}/archive")
+    py(f"--repo={repo}", "pull", "--network-retries=5", "origin", "main")
+    assert c(f"--repo={repo}", "fsck").rc == 0
+
+
+def test_pull_gives_up_after_network_retries(py: Run, tmp_path: Path, server: Server) -> None:
+    repo = _local(py, tmp_path / "repo", "archive", f"{server.dead_url}/archive")
+    r = py(f"--repo={repo}", "pull", "--network-retries=1", "origin", "main", check=False)
+    assert r.rc == 1
+    assert r.err.startswith(f"error: While fetching {server.dead_url}/archive/") and "Traceback" not in r.err
+    assert py(f"--repo={repo}", "rev-parse", "origin:main", check=False).rc == 1
+
+
+def test_pull_refuses_oversized_metadata(py: Run, tmp_path: Path, server: Server) -> None:
+    repo = _local(py, tmp_path / "repo", "archive", f"{server.url}/huge")
+    r = py(f"--repo={repo}", "pull", "origin", "main", check=False)
+    assert r.rc == 1 and "Exceeded maximum size" in r.err and f"{server.main[2:]}.commit" in r.err
+    assert not list(repo.glob("objects/*/*.commit"))
+    assert _no_staging_left(repo)
+
+
+def test_pull_file_remote_override_and_subpath(py: Run, c: Run, tmp_path: Path, server: Server) -> None:
+    repo = _local(py, tmp_path / "repo", "bare-user", f"file://{server.srv / 'archive'}")
+    r = py(f"--repo={repo}", "pull", "--subpath=/baz", "origin", f"main@{server.parent}")
+    assert "content objects imported" in r.out
+    assert py(f"--repo={repo}", "rev-parse", "origin:main").out.strip() == server.parent
+    assert (repo / "state" / f"{server.parent}.commitpartial").exists()
+    assert py(f"--repo={repo}", "ls", "origin:main", "/baz/cow").rc == 0
+    py(f"--repo={repo}", "pull", "origin", "main")
+    assert c(f"--repo={repo}", "fsck").rc == 0
