@@ -2,7 +2,7 @@
 
 Mirrors ``OstreeSysrootUpgrader``: the merge deployment's origin names a
 ``remote:ref`` (optionally ``override-commit``); the ref is pulled (HTTP(S)
-and HTTP(S) remotes), end-of-life rebases are followed, a
+and file:// remotes), end-of-life rebases are followed, a
 chronologically older commit is refused unless allowed, and a changed
 commit is deployed as the new default.
 """
