@@ -1009,15 +1009,18 @@ class Sysroot:
         rm_rf_at(self.fd, d.dirpath)
 
     def _generate_deployment_refs(self) -> None:
-        from ..refs import list_refs, write_ref
+        from ..refs import list_refs, set_ref, write_ref
 
         repo = self.repo
         bv, sub = self.bootversion, self.subbootversion
         for prefix in (f"ostree/{1 - bv}/0", f"ostree/{1 - bv}/1", f"ostree/{bv}/{1 - sub}"):
             for ref in list_refs(repo, prefix, remotes=False):
                 write_ref(repo, None, ref, None)
-        for i, d in enumerate(self.deployments):
-            write_ref(repo, None, f"ostree/{bv}/{sub}/{i}", d.csum)
+        # set in a repository transaction, as libostree does (so its staging-dir
+        # bookkeeping and test hooks apply)
+        with repo.transaction():
+            for i, d in enumerate(self.deployments):
+                set_ref(repo, None, f"ostree/{bv}/{sub}/{i}", d.csum)
 
     def prune_repo(self) -> int:
         """Prune the repository to its refs and the deployments (depth 0); bytes freed."""
