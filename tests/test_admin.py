@@ -326,3 +326,15 @@ def test_other_bootloaders_match(loader: str, osrepo: Path, tmp_path: Path, py: 
         outs.append((sr / cfg).read_text().replace(str(sr), "SYSROOT"))
     assert outs[0] == outs[1]
     assert "console=a console=b" in outs[0]
+
+
+def test_config_diff_matches(pair: tuple[Path, Path], py: Run, c: Run) -> None:
+    srp, src = pair
+    outs = []
+    for admin, sr in ((py, srp), (c, src)):
+        etc = _deployment_dir(sr) / "etc"
+        (etc / "local-added").write_text("x\n")
+        (etc / "aconfigfile").write_text("changed\n")
+        outs.append(admin("admin", "config-diff", f"--sysroot={sr}", "--os=testos").out)
+    assert outs[0] == outs[1]
+    assert sorted(outs[0].splitlines()) == ["A    local-added", "M    aconfigfile"]

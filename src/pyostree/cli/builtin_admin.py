@@ -518,6 +518,29 @@ def cmd_instutil(argv: list[str]) -> int:
     return 0
 
 
+def cmd_config_diff(argv: list[str]) -> int:
+    from ..diff import DiffOptions, diff_dirs, open_side
+
+    a = Admin("config-diff", argv, [
+        o.Opt("os", kind=o.STRING, metavar="OSNAME",
+              help="Use a different operating system root than the current one"),
+    ], "", "")
+    sr = a.sysroot()
+    _require_osname(sr, a.opts.os)
+    if a.opts.os is not None:
+        d = sr.get_merge_deployment(a.opts.os)
+        if d is None:
+            raise OstreeError(f"No deployment for OS '{a.opts.os}'")
+    else:
+        assert sr.booted_deployment is not None
+        d = sr.booted_deployment
+    root = sr.deployment_path(d)
+    res = diff_dirs(sr.repo, open_side(sr.repo, f"{root}/usr/etc"), open_side(sr.repo, f"{root}/etc"),
+                    DiffOptions(ignore_xattrs=True))
+    sys.stdout.write(res.format())
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "init-fs": cmd_init_fs,
     "os-init": cmd_os_init,
@@ -531,4 +554,5 @@ _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "switch": cmd_switch,
     "pin": cmd_pin,
     "instutil": cmd_instutil,
+    "config-diff": cmd_config_diff,
 }
