@@ -65,6 +65,9 @@ class PullOptions:
     require_static_deltas: bool = False
     disable_static_deltas: bool = False
     timeout: float = 30.0
+    gpg_verify: bool | None = None
+    """Require good GPG signatures on commits; None: the remote's ``gpg-verify`` (default true)."""
+    gpg_verify_summary: bool | None = None
 
 
 @dataclass
@@ -150,6 +153,15 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
             raise OstreeError(f"No configured branches for remote {remote_name_or_url}")
     if opts.require_static_deltas and repo.mode is RepoMode.ARCHIVE:
         raise OstreeError("Can't use static deltas in an archive repo")
+    if remote_name is not None:
+        from .gpg import remote_gpg_verify
+
+        if opts.gpg_verify is None:
+            opts.gpg_verify = remote_gpg_verify(repo, remote_name, "gpg-verify")
+        if opts.gpg_verify_summary is None:
+            opts.gpg_verify_summary = remote_gpg_verify(repo, remote_name, "gpg-verify-summary")
+    elif opts.gpg_verify or opts.gpg_verify_summary:
+        raise OstreeError("Must specify remote name to enable gpg verification")
     parsed = urlparse(url)
     scheme = parsed.scheme
     if scheme == "file":
@@ -296,6 +308,23 @@ class _HttpPuller:
         if mode != "archive":
             raise OstreeError(f'Can\'t pull from archives with mode "{mode}"')
 
+    def _gpg_verify_summary(self) -> None:
+        from . import gpg
+
+        if self.src is not None:
+            data = sig = None
+            try:
+                with open(os.path.join(self.src.path, "summary"), "rb") as f:
+                    data = f.read()
+                with open(os.path.join(self.src.path, "summary.sig"), "rb") as f:
+                    sig = f.read()
+            except FileNotFoundError:
+                pass
+        else:
+            data = self.fetcher.get("summary", max_size=_MAX_SUMMARY_SIZE, optional=True)
+            sig = self.fetcher.get("summary.sig", max_size=_MAX_SUMMARY_SIZE, optional=True)
+        gpg.verify_summary(self.dest, self.remote_name, data, sig)
+
     def _resolve(self, names: list[str]) -> list[_Target]:
         if not names and self.src is not None:
             return [_Target(r, c) for r, c in sorted(_refs.list_refs(self.src, remotes=False).items())]
@@ -344,6 +373,8 @@ class _HttpPuller:
         t0 = time.monotonic()
         self.remote_name = remote_name
         self._load_remote_info(not names or any(not obj.is_valid_checksum(n) and "@" not in n for n in names))
+        if self.opts.gpg_verify_summary:
+            self._gpg_verify_summary()
         targets = self._resolve(names)
         dest = self.dest
         before = dest.stats["content_bytes_written"]
@@ -415,6 +446,12 @@ class _HttpPuller:
                 else:
                     fetch[csum] = (depth, is_parent, ref)
             if fetch:
+                detached: dict[str, bytes] = {}
+                if self.opts.gpg_verify:
+                    for (csum, _t), md in self._get_meta([(c, ObjectType.COMMIT_META) for c in fetch],
+                                                         optional=True):
+                        if md is not None:
+                            detached[csum] = md
                 for (csum, _t), data in self._get_meta([(c, ObjectType.COMMIT) for c in fetch], optional=True):
                     depth, is_parent, ref = fetch[csum]
                     if data is None:
@@ -424,11 +461,14 @@ class _HttpPuller:
                             raise NotFoundError(f"No such metadata object {csum}.commit")
                         raise OstreeError("Server returned HTTP 404: "
                                           + self.fetcher.url_for(obj.object_relpath(csum, ObjectType.COMMIT)))
+                    if self.opts.gpg_verify:
+                        self._gpg_verify_commit(csum, data, detached.get(csum))
                     self._store_commit(csum, data, ref)
                     todo.append((csum, depth, is_parent, ref))
                 # detached metadata, optional
-                for (csum, _t), md in self._get_meta([(c, ObjectType.COMMIT_META) for c in fetch],
-                                                     optional=True):
+                metas = (((c, ObjectType.COMMIT_META), detached.get(c)) for c in fetch) if self.opts.gpg_verify \
+                    else self._get_meta([(c, ObjectType.COMMIT_META) for c in fetch], optional=True)
+                for (csum, _t), md in metas:
                     if md is None or not dest.has_object(ObjectType.COMMIT, csum):
                         continue
                     try:
@@ -451,6 +491,23 @@ class _HttpPuller:
                     self._want_tree(commit.root_contents, self.subpath_parts)
                     self.completed_commits.append(csum)
             level = nxt
+
+    def _gpg_verify_commit(self, csum: str, data: bytes, detached: bytes | None) -> None:
+        """Check the signatures of a fetched commit before it is stored (``gpg_verify_unwritten_commit``)."""
+        from . import gpg
+
+        verify_metadata_bytes(ObjectType.COMMIT, csum, data)
+        sigs = None
+        if detached is not None:
+            try:
+                md = list(gvariant.deserialize(obj.METADATA_TYPE, detached))
+            except gvariant.GVariantError as e:
+                raise OstreeError(f"{csum}.commitmeta: {e}") from None
+            sigs = gpg.metadata_signatures(md)
+        if not sigs:
+            raise gpg.GpgError("GPG verification enabled, but no signatures found "
+                               "(use gpg-verify=false in remote config to disable)")
+        gpg.verify_data(data, sigs, gpg.collect_keyrings(self.dest, self.remote_name)).require_valid()
 
     def _store_commit(self, csum: str, data: bytes, ref: str | None) -> None:
         verify_metadata_bytes(ObjectType.COMMIT, csum, data)

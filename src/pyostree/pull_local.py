@@ -242,21 +242,47 @@ class _LocalPuller:
             self.scan_dirmeta(mc)
 
 
+def _read_optional(src: Repo, name: str) -> bytes | None:
+    try:
+        with open(os.path.join(src.path, name), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _verify_src_commit(dest: Repo, src: Repo, checksum: str, remote: str | None) -> None:
+    """GPG-check a commit of *src* with *dest*'s keyrings for *remote*, before importing it."""
+    from . import gpg
+
+    data = src.load_metadata(ObjectType.COMMIT, checksum)
+    sigs = gpg.commit_signatures(src, checksum)
+    if not sigs:
+        raise gpg.GpgError("GPG verification enabled, but no signatures found "
+                           "(use gpg-verify=false in remote config to disable)")
+    gpg.verify_data(data, sigs, gpg.collect_keyrings(dest, remote)).require_valid()
+
+
 def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remote: str | None = None,
                untrusted: bool = False, commit_only: bool = False, depth: int = 0,
-               bareuseronly_files: bool = False, gpg_verify: bool = False) -> PullStats:
+               bareuseronly_files: bool = False, gpg_verify: bool = False,
+               gpg_verify_summary: bool = False) -> PullStats:
     """Pull *refs* (all of the source's refs when None) from the repository at *src_path*.
 
     Refs are written as local refs, or as ``remote:ref`` when *remote* is set;
     a plain checksum is pulled without writing a ref.
     """
-    if gpg_verify:
-        raise OstreeError("GPG verification is not supported by pyostree (built without gpgme)")
+    if (gpg_verify or gpg_verify_summary) and remote is None:
+        raise OstreeError("Must specify remote name to enable gpg verification")
     try:
         src = Repo.open(src_path)
     except OstreeError as e:
         raise OstreeError(f"{e}") from None
     try:
+        if gpg_verify_summary:
+            assert remote is not None
+            from . import gpg
+
+            gpg.verify_summary(dest, remote, _read_optional(src, "summary"), _read_optional(src, "summary.sig"))
         if refs is None or len(refs) == 0:
             names = sorted(_refs.list_refs(src).keys())
         else:
@@ -271,6 +297,9 @@ def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remo
             resolved = _refs.resolve_rev(src, name, False)
             assert resolved is not None
             targets.append((resolved, ref))
+        if gpg_verify:
+            for target, _r in targets:
+                _verify_src_commit(dest, src, target, remote)
         puller = _LocalPuller(dest, src, trusted=not untrusted, commit_only=commit_only, depth=depth,
                               bareuseronly_files=bareuseronly_files)
         before = dest.stats["content_bytes_written"]

@@ -97,8 +97,6 @@ def run(ctx: Context, argv: list[str]) -> int:
         repo.disable_fsync = True
     if o.fsync is not None:
         repo.disable_fsync = not parse_fsync(o.fsync)
-    if o.gpg_sign:
-        raise OstreeError("GPG signing is not supported by pyostree; use --sign with ed25519")
 
     statoverride_adds: dict[str, int] = {}
     statoverride_sets: dict[str, int] = {}
@@ -267,6 +265,11 @@ def run(ctx: Context, argv: list[str]) -> int:
                             root_contents=root_contents, root_meta=root_meta, timestamp=timestamp)
         if detached is not None:
             repo.write_detached_metadata(csum, detached)
+        if o.gpg_sign:
+            from .. import gpg
+
+            for key in o.gpg_sign:
+                gpg.sign_commit(repo, csum, key, o.gpg_homedir)
         if o.sign:
             import importlib
 

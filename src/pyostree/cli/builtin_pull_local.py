@@ -33,15 +33,16 @@ def run(ctx: Context, argv: list[str]) -> int:
     repo: Repo = ctx.open_repo()
     if not args:
         raise OstreeError("DESTINATION must be specified")
-    if o.gpg_verify or o.gpg_verify_summary:
-        raise OstreeError("GPG verification is not supported by pyostree (built without gpgme)")
+    if (o.gpg_verify or o.gpg_verify_summary) and not o.remote:
+        raise OstreeError("Must specify remote name to enable gpg verification")
     if o.disable_fsync:
         repo.disable_fsync = True
     if o.per_object_fsync:
         repo.per_object_fsync = True
     stats = pull_local(repo, args[0], args[1:] or None, remote=o.remote, untrusted=o.untrusted,
                        commit_only=o.commit_metadata_only, depth=o.depth or 0,
-                       bareuseronly_files=o.bareuseronly_files)
+                       bareuseronly_files=o.bareuseronly_files, gpg_verify=o.gpg_verify,
+                       gpg_verify_summary=o.gpg_verify_summary)
     sys.stdout.write(f"{stats.metadata_imported} metadata, {stats.content_imported} content objects imported; "
                      f"{format_size(stats.content_bytes_written)} content written\n")
     return 0

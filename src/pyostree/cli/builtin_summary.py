@@ -46,12 +46,16 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, _ = parse(argv, OPTIONS, "summary [OPTION…]", "Manage summary metadata")
     repo = ctx.open_repo()
     if o.update:
-        if o.gpg_sign or o.sign:
-            raise OstreeError("Signing the summary is not supported by pyostree")
+        if o.sign:
+            raise OstreeError("Signing the summary with --sign is not supported by pyostree")
         md = _additional_metadata(o.add_metadata) if o.add_metadata else None
         if repo.collection_id is not None:
             write_metadata_commit(repo, md)
         regenerate_summary(repo, md)
+        if o.gpg_sign:
+            from .. import gpg
+
+            gpg.sign_summary(repo, list(o.gpg_sign), o.gpg_homedir)
     elif o.view or o.raw:
         sys.stdout.write(format_summary(read_summary(repo), raw=bool(o.raw)))
     else:
