@@ -338,3 +338,27 @@ def test_config_diff_matches(pair: tuple[Path, Path], py: Run, c: Run) -> None:
         outs.append(admin("admin", "config-diff", f"--sysroot={sr}", "--os=testos").out)
     assert outs[0] == outs[1]
     assert sorted(outs[0].splitlines()) == ["A    local-added", "M    aconfigfile"]
+
+
+def test_command_output_matches(osrepo: Path, tmp_path: Path, py: Run, c: Run) -> None:
+    """stdout/stderr of a deploy/undeploy/pin/status session, and --help texts, are ostree's."""
+    logs = []
+    for name, admin in (("py", py), ("c", c)):
+        sr = _sysroot(tmp_path, name, admin, c, osrepo)
+        out: list[str] = []
+        for args in (["deploy", "--os=testos", f"testos:{REF}"], ["deploy", "--os=testos", f"testos:{REF}"],
+                     ["undeploy", "1"], ["pin", "0"], ["pin", "0"], ["status"], ["undeploy", "7"],
+                     ["pin", "x"], ["deploy", "--os=testos", "no-such-ref"]):
+            r = admin("admin", args[0], f"--sysroot={sr}", *args[1:], check=False, env=ENV)
+            out.append(f"{args} rc={r.rc}\n{r.out}{r.err}".replace(str(sr), "SR"))
+        logs.append(out)
+    assert logs[0] == logs[1]
+    assert any("Copying /etc changes: 0 modified, 0 removed, 0 added" in x for x in logs[0])
+    from conftest import REAL_OSTREE
+
+    def norm(text: str) -> str:  # ostree prints argv[0] as invoked
+        return text.replace(f"{REAL_OSTREE} ", "ostree ")
+
+    for sub in ("deploy", "status", "upgrade", "set-origin"):
+        assert norm(py("admin", sub, "--help").out) == norm(c("admin", sub, "--help").out)
+    assert norm(py("admin", check=False).err) == norm(c("admin", check=False).err)

@@ -39,7 +39,8 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 def _summary() -> str:
-    return 'Builtin "admin" Commands:' + "".join(f"\n  {k:<19}{v}" for k, v in SUBCOMMANDS.items())
+    return ("Commands for managing a host system booted with ostree\n\n"
+            'Builtin "admin" Commands:') + "".join(f"\n  {k:<19}{v}" for k, v in SUBCOMMANDS.items())
 
 
 class Admin:
@@ -48,18 +49,26 @@ class Admin:
     def __init__(self, name: str, argv: list[str], specs: list[o.Opt], usage: str,
                  summary: str = "") -> None:
         self.name = name
-        self.usage = f"admin {name} {usage}".rstrip()
-        self.summary = summary
+        self.usage = f"admin {name} [OPTION…] {usage}".rstrip()
+        self.summary = summary or SUBCOMMANDS.get(name, "")
         self.specs = [*GLOBAL, *specs]
-        self.opts, self.args = o.parse(argv, self.specs, self.usage, summary)
+        # --print-current-dir is hidden from --help, as in ostree
+        self.visible = [x for x in self.specs if x.long not in ("print-current-dir", "lock-finalization")]
+        for arg in argv:
+            if arg == "--":
+                break
+            if arg in ("-h", "--help", "-?"):
+                sys.stdout.write(o.help_text(self.usage, self.summary, self.visible))
+                raise SystemExit(0)
+        self.opts, self.args = o.parse(argv, self.specs, self.usage, self.summary)
 
     def fail(self, message: str) -> OstreeError:
-        return o.usage_fail(message, self.usage, self.summary, self.specs)
+        return o.usage_fail(message, self.usage, self.summary, self.visible)
 
     def sysroot(self, *, load: bool = True, lock: bool = False) -> Sysroot:
         sr = Sysroot(self.opts.sysroot)
         sr.initialize()
-        sr.journal = None
+        sr.journal = _journal
         if self.opts.print_current_dir or load:
             if lock:
                 sr.lock()
@@ -67,6 +76,10 @@ class Admin:
         if self.opts.print_current_dir:
             print_current_dir(sr)
         return sr
+
+
+def _journal(msg: str) -> None:
+    print(msg, flush=True)
 
 
 def print_current_dir(sr: Sysroot) -> None:
@@ -96,7 +109,7 @@ def run(ctx: Context, argv: list[str]) -> int:
             sr = Sysroot(opts.sysroot)
             sr.load()
             print_current_dir(sr)
-        sys.stderr.write(o.help_text(usage, _summary(), specs))
+        sys.stderr.write(o.help_text(usage, _summary(), [GLOBAL[1]]))
         if sub is None:
             raise OstreeError('No "admin" subcommand specified')
         raise OstreeError(f"Unknown \"admin\" subcommand '{sub}'")
@@ -319,9 +332,8 @@ def cmd_cleanup(argv: list[str]) -> int:
 
 def cmd_set_origin(argv: list[str]) -> int:
     a = Admin("set-origin", argv, [
-        o.Opt("index", kind=o.INT, metavar="INDEX", help="Operate on the deployment INDEX, starting from zero"),
         o.Opt("set", "s", o.STRINGS, metavar="KEY=VALUE", help="Set config option KEY=VALUE for remote"),
-        o.Opt("no-gpg-verify", help="Disable GPG verification"),
+        o.Opt("index", kind=o.INT, metavar="INDEX", help="Operate on the deployment INDEX, starting from zero"),
     ], "REMOTENAME URL [BRANCH]", "")
     sr = a.sysroot(lock=True)
     if len(a.args) < 2:
@@ -336,8 +348,6 @@ def cmd_set_origin(argv: list[str]) -> int:
     from ..remotes import add_remote
 
     options: dict[str, str | bool | list[str]] = {}
-    if a.opts.no_gpg_verify:
-        options["gpg-verify"] = "false"
     for kv in a.opts.set:
         k, eq, v = kv.partition("=")
         if not eq:
@@ -365,7 +375,7 @@ def cmd_kargs(argv: list[str]) -> int:
     sub = next((x for x in argv if not x.startswith("-")), None)
     if sub != "edit-in-place":
         a = Admin("kargs", argv, [], "COMMAND", 'Builtin "admin kargs" Commands:\n  edit-in-place')
-        sys.stderr.write(o.help_text(a.usage, a.summary, a.specs))
+        sys.stderr.write(o.help_text(a.usage, a.summary, a.visible))
         if sub is None:
             raise OstreeError('No "admin kargs" subcommand specified')
         raise OstreeError(f"Unknown \"admin kargs\" subcommand '{sub}'")
@@ -486,7 +496,7 @@ def cmd_instutil(argv: list[str]) -> int:
     if sub != "set-kargs":
         a = Admin("instutil", [x for x in argv if x != sub], [], "COMMAND",
                   'Builtin "admin instutil" Commands:\n  set-kargs')
-        sys.stderr.write(o.help_text(a.usage, a.summary, a.specs))
+        sys.stderr.write(o.help_text(a.usage, a.summary, a.visible))
         if sub is None:
             raise OstreeError('No "admin instutil" subcommand specified')
         raise OstreeError(f"Unknown \"admin instutil\" subcommand '{sub}'")

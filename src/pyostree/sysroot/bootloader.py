@@ -46,7 +46,11 @@ def _gsplit(text: str) -> list[str]:
 
 class Bootloader:
     name = "none"
-    atomic = False
+
+    @property
+    def atomic(self) -> bool:
+        """Whether writing the config is atomic (libostree's default: yes)."""
+        return True
 
     def query(self, sysroot: Sysroot) -> bool:
         raise NotImplementedError
@@ -182,7 +186,7 @@ class Grub2(Bootloader):
         return False
 
     @property
-    def atomic(self) -> bool:  # type: ignore[override]
+    def atomic(self) -> bool:
         return self.efi_config is None
 
     def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:

@@ -704,9 +704,13 @@ class Sysroot:
         if not requires_new_bootversion:
             self._create_new_bootlinks(self.bootversion, new_deployments)
             self._sync()
-            self._swap_bootlinks(self.bootversion)
+            subbootdir = self._swap_bootlinks(self.bootversion)
+            atomic = True
         else:
-            self._bootswap(new_deployments)
+            subbootdir, atomic = self._bootswap(new_deployments)
+        self._emit(f"{'Transaction complete' if atomic else 'Bootloader updated'}; bootconfig swap: "
+                   f"{'yes' if requires_new_bootversion else 'no'}; bootversion: {subbootdir}, "
+                   f"deployment count change: {len(new_deployments) - len(self.deployments)}")
         self.bump_mtime()
         try:
             self.loaded = False
@@ -782,7 +786,8 @@ class Sysroot:
             os.close(ofd)
         return name
 
-    def _bootswap(self, deployments: list[Deployment]) -> None:
+    def _bootswap(self, deployments: list[Deployment]) -> tuple[str, bool]:
+        """Write the other boot version and swap to it; (new subbootdir, loader atomic)."""
         from .bootloader import query_bootloader
 
         new_bv = 0 if self.bootversion else 1
@@ -793,7 +798,7 @@ class Sysroot:
         for d in deployments:
             self._install_deployment_kernel(new_bv, d, len(deployments), show_osname)
         self._create_new_bootlinks(new_bv, deployments)
-        self._swap_bootlinks(new_bv)
+        subbootdir = self._swap_bootlinks(new_bv)
         bootloader = query_bootloader(self)
         if bootloader is not None:
             try:
@@ -820,6 +825,7 @@ class Sysroot:
             os.close(bfd)
         if bootloader is not None:
             bootloader.post_bls_sync(self, new_bv)
+        return subbootdir, bootloader is not None and bootloader.atomic
 
     def _install_deployment_kernel(self, new_bv: int, d: Deployment, n: int, show_osname: bool) -> None:
         try:
