@@ -362,3 +362,20 @@ def test_command_output_matches(osrepo: Path, tmp_path: Path, py: Run, c: Run) -
     for sub in ("deploy", "status", "upgrade", "set-origin"):
         assert norm(py("admin", sub, "--help").out) == norm(c("admin", sub, "--help").out)
     assert norm(py("admin", check=False).err) == norm(c("admin", check=False).err)
+
+
+def test_etc_merge_never_writes_through_symlinks(tmp_path: Path) -> None:
+    """A symlinked directory in the new /etc is not followed by the merge."""
+    from pyostree.errors import OstreeError
+    from pyostree.repo import Repo
+    from pyostree.sysroot.etcmerge import merge_etc
+
+    old, new, outside = tmp_path / "old", tmp_path / "new", tmp_path / "outside"
+    for d in (old / "usr/etc/sub", old / "etc/sub", new / "etc", outside):
+        d.mkdir(parents=True)
+    (old / "etc/sub/added").write_text("x\n")
+    os.symlink(str(outside), new / "etc/sub")
+    repo = Repo.create(str(tmp_path / "repo"))
+    with pytest.raises(OstreeError, match="is a symlink"):
+        merge_etc(repo, str(old), str(new))
+    assert list(outside.iterdir()) == []

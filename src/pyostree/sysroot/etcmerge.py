@@ -97,7 +97,18 @@ def _ensure_dir_from_template(modified: str, new: str, path: str, no_xattrs: boo
     _copy_attrs(os.path.join(modified, path), os.path.join(new, path), no_xattrs)
 
 
+def _check_no_symlink_parents(new: str, path: str) -> None:
+    """Refuse to write through a symlinked directory of the new /etc (it may point anywhere)."""
+    parts = path.split("/")[:-1]
+    cur = new
+    for p in parts:
+        cur = os.path.join(cur, p)
+        if os.path.islink(cur):
+            raise OstreeError(f"Refusing to merge /etc/{path}: /etc/{os.path.relpath(cur, new)} is a symlink")
+
+
 def _copy_modified(modified: str, new: str, path: str, no_xattrs: bool) -> None:
+    _check_no_symlink_parents(new, path)
     src = os.path.join(modified, path)
     try:
         mst = os.lstat(src)
@@ -135,6 +146,7 @@ def merge_etc(repo: Repo, merge_root: str, new_root: str, *, no_xattrs: bool = F
         res = diff_dirs(repo, open_side(repo, os.path.abspath(orig)),
                         open_side(repo, os.path.abspath(modified)), DiffOptions(ignore_xattrs=True))
         for p in res.removed:
+            _check_no_symlink_parents(new, p)
             target = os.path.join(new, p)
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
