@@ -307,3 +307,19 @@ def test_pull_file_remote_override_and_subpath(py: Run, c: Run, tmp_path: Path, 
     assert py(f"--repo={repo}", "ls", "origin:main", "/baz/cow").rc == 0
     py(f"--repo={repo}", "pull", "origin", "main")
     assert c(f"--repo={repo}", "fsck").rc == 0
+
+
+def test_pull_contenturl(py: Run, c: Run, tmp_path: Path, server: Server) -> None:
+    repo = tmp_path / "repo"
+    py("init", f"--repo={repo}", "--mode=bare-user")
+    py(f"--repo={repo}", "remote", "add", "--set=gpg-verify=false",
+       f"--set=contenturl={server.range_url}/archive", "origin", f"{server.url}/archive")
+    py(f"--repo={repo}", "pull", "origin", "main")
+    assert c(f"--repo={repo}", "fsck").rc == 0
+    # content objects come from contenturl only
+    bad = tmp_path / "bad"
+    py("init", f"--repo={bad}", "--mode=archive")
+    py(f"--repo={bad}", "remote", "add", "--set=gpg-verify=false",
+       f"--set=contenturl={server.dead_url}/archive", "origin", f"{server.url}/archive")
+    r = py(f"--repo={bad}", "pull", "--network-retries=0", "origin", "main", check=False)
+    assert r.rc == 1 and f"While fetching {server.dead_url}/archive/objects/" in r.err and ".filez" in r.err

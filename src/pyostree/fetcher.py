@@ -33,7 +33,7 @@ class NotFound(OstreeError):
 
 class Fetcher:
     def __init__(self, base_url: str, *, retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT,
-                 max_workers: int = MAX_CONNECTIONS) -> None:
+                 max_workers: int = MAX_CONNECTIONS, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = max(0, retries)
         self.max_workers = max(1, max_workers)
@@ -41,7 +41,7 @@ class Fetcher:
         self._http = urllib3.PoolManager(
             num_pools=4, maxsize=self.max_workers, block=True,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=False, headers={"User-Agent": "libostree/2022.7 pyostree"})
+            retries=False, headers={"User-Agent": "libostree/2022.7 pyostree", **(headers or {})})
 
     def close(self) -> None:
         self._http.clear()
@@ -83,7 +83,9 @@ class Fetcher:
 
     def _get_once(self, url: str, max_size: int, buf: bytearray) -> bool:
         """Fetch (the rest of) *url* into *buf*; False on 404."""
-        headers = {"Range": f"bytes={len(buf)}-"} if buf else None
+        headers = dict(self._http.headers)
+        if buf:
+            headers["Range"] = f"bytes={len(buf)}-"
         try:
             resp = self._http.request("GET", url, headers=headers, preload_content=False, redirect=True,
                                       decode_content=False)

@@ -57,7 +57,13 @@ def run(ctx: Context, argv: list[str]) -> int:
     subpaths = list(o.subpath or [])
     if o.subdir:
         subpaths.append(o.subdir)
-    opts = PullOptions(
+    headers: dict[str, str] = {}
+    for h in o.http_header or []:
+        name, eq, value = h.partition("=")
+        if not eq or not name:
+            raise OstreeError("Missing '=' in --http-header")
+        headers[name] = value
+    opts = PullOptions(http_headers=headers,
         url=o.url, commit_only=o.commit_metadata_only, depth=o.depth or 0, mirror=o.mirror,
         subpaths=subpaths or None, localcache_repos=list(o.localcache_repo or []),
         timestamp_check=o.timestamp_check, timestamp_check_from_rev=o.timestamp_check_from_rev,
