@@ -221,6 +221,9 @@ class Signature:
     pubkey_algo: str = ""
     user_name: str = ""
     user_email: str = ""
+    exp_timestamp: int = 0
+    key_exp_timestamp: int = 0
+    key_exp_timestamp_primary: int = 0
 
     def describe(self, prefix: str = "") -> str:
         kid = self.fingerprint[-16:]
@@ -238,6 +241,17 @@ class Signature:
             out += f'{prefix}BAD signature from "{self.user_name} <{self.user_email}>"\n'
         if not self.key_missing and self.fingerprint_primary and self.fingerprint != self.fingerprint_primary:
             out += f"{prefix}Primary key ID {self.fingerprint_primary[-16:]}\n"
+
+        def exp(kind: str, ts: int, expired: bool) -> str:
+            when = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(ts))
+            return f"{prefix}{kind} {'expired' if expired else 'expires'} {when}\n"
+
+        if self.exp_timestamp > 0:
+            out += exp("Signature", self.exp_timestamp, self.sig_expired)
+        if self.key_exp_timestamp > 0:
+            out += exp("Key", self.key_exp_timestamp, self.key_expired)
+        if self.key_exp_timestamp_primary > 0 and self.fingerprint != self.fingerprint_primary:
+            out += exp("Primary key", self.key_exp_timestamp_primary, self.key_expired)
         return out
 
 
@@ -291,6 +305,7 @@ def _parse_status(status: str) -> Signature:
             sig.fingerprint = rest[0]
             try:
                 sig.timestamp = int(rest[2])
+                sig.exp_timestamp = int(rest[3]) if rest[3].isdigit() else 0
                 sig.pubkey_algo = _PUBKEY_ALGOS.get(int(rest[6]), rest[6])
             except ValueError:
                 pass
@@ -390,7 +405,43 @@ def verify_data(data: bytes, signatures: list[bytes], keyrings: list[bytes]) -> 
                 sig.fingerprint_primary = sig.fingerprint
                 sig.key_missing = sig.key_missing or not paths
             result.signatures.append(sig)
+        if paths and any(not s.key_missing and s.fingerprint for s in result.signatures):
+            _add_key_details(tmp, paths, result.signatures)
     return result
+
+
+def _add_key_details(home: str, keyrings: list[str], sigs: list[Signature]) -> None:
+    """Primary fingerprints and key expiry times, from a listing of the keyrings."""
+    args = [_exe("gpg"), "--homedir", home, "--batch", "--no-tty", "--no-default-keyring",
+            "--no-auto-check-trustdb", "--with-colons", "--fixed-list-mode", "--with-fingerprint",
+            "--with-subkey-fingerprint"]
+    for p in keyrings:
+        args += ["--keyring", p]
+    res = subprocess.run([*args, "--list-keys"], capture_output=True, check=False)
+    keys: dict[str, tuple[int, str]] = {}  # fingerprint -> (expiry, primary fingerprint)
+    primary = ""
+    pending: tuple[str, int] | None = None
+    expiry_of: dict[str, int] = {}
+    for line in res.stdout.decode("utf-8", "replace").splitlines():
+        f = line.split(":")
+        if f[0] in ("pub", "sub") and len(f) > 6:
+            pending = (f[0], int(f[6]) if f[6].isdigit() else 0)
+        elif f[0] == "fpr" and len(f) > 9 and pending is not None:
+            fpr = f[9]
+            if pending[0] == "pub":
+                primary = fpr
+            keys[fpr] = (pending[1], primary)
+            expiry_of[fpr] = pending[1]
+            pending = None
+    for s in sigs:
+        if s.key_missing:
+            continue
+        info = keys.get(s.fingerprint)
+        if info is None:
+            continue
+        s.key_exp_timestamp = info[0]
+        s.fingerprint_primary = info[1]
+        s.key_exp_timestamp_primary = expiry_of.get(info[1], 0)
 
 
 def _read_dir_keyrings(path: str) -> list[bytes]:
@@ -479,6 +530,31 @@ def verify_commit(repo: Repo, checksum: str, remote: str | None = None, keyringd
         raise GpgError("GPG verification enabled, but no signatures found "
                        "(use gpg-verify=false in remote config to disable)")
     return verify_data(data, sigs, collect_keyrings(repo, remote, keyringdir, extra_keyring))
+
+
+def describe_commit_signatures(repo: Repo, checksum: str, remote: str | None = None,
+                               homedir: str | None = None) -> str | None:
+    """What ``ostree show`` prints about a commit's signatures; None when it has none."""
+    try:
+        if remote is not None:
+            from .remotes import get_remote
+
+            get_remote(repo, remote)
+            data = repo.load_metadata(ObjectType.COMMIT, checksum)
+            sigs = commit_signatures(repo, checksum)
+            if not sigs:
+                return None
+            keyring = _remote_keyring(repo, get_remote(repo, remote).keyring)
+            result = verify_data(data, sigs, [keyring] if keyring is not None else [])
+        else:
+            result = verify_commit(repo, checksum, None, homedir)
+    except GpgError:
+        return None
+    n = len(result.signatures)
+    out = f"Found {n} signature{'' if n == 1 else 's'}:\n"
+    for s in result.signatures:
+        out += "\n" + s.describe("  ")
+    return out
 
 
 def require_valid_commit(repo: Repo, checksum: str, remote: str | None) -> None:

@@ -103,6 +103,16 @@ def _resolve(repo: Repo, rev: str) -> str:
     return csum
 
 
+def _print_signatures(repo: Repo, csum: str, remote: str | None, homedir: str | None) -> None:
+    """GPG signatures of a commit, as ostree (with gpgme) prints them after the commit."""
+    from ..gpg import describe_commit_signatures
+
+    text = describe_commit_signatures(repo, csum, remote, homedir)
+    if text is not None:
+        sys.stdout.flush()
+        sys.stdout.write(text)
+
+
 def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, USAGE, SUMMARY)
     repo = ctx.open_repo()
@@ -140,10 +150,13 @@ def run(ctx: Context, argv: list[str]) -> int:
     elif not obj.is_valid_checksum(rev):
         csum = _resolve(repo, rev)
         _print_object(repo, ObjectType.COMMIT, csum, bool(o.raw), bool(o.no_byteswap))
+        _print_signatures(repo, csum, o.gpg_verify_remote, o.gpg_homedir)
     else:
         for t in (ObjectType.COMMIT, ObjectType.DIR_META, ObjectType.DIR_TREE):
             if repo.has_object(t, rev):
                 _print_object(repo, t, rev, bool(o.raw), bool(o.no_byteswap))
+                if t is ObjectType.COMMIT:
+                    _print_signatures(repo, rev, o.gpg_verify_remote, o.gpg_homedir)
                 break
         else:
             _print_file(repo, rev)
