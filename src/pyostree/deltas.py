@@ -741,7 +741,11 @@ def show(repo: Repo, delta_id: str) -> list[str]:
         tsize += ph.size
         tusize += ph.usize
         lines.append(f"PartMeta{i}: nobjects={len(ph.objects)} size={ph.size} usize={ph.usize}")
-        data = _read_rel(repo, delta_relpath(sb.from_, sb.to, str(i)))
+        inline = sb.meta(delta_relpath(sb.from_, sb.to, str(i)))
+        if inline is not None and inline.type == "(yay)":
+            data = bytes([inline.value[0]]) + inline.value[1]
+        else:
+            data = _read_rel(repo, delta_relpath(sb.from_, sb.to, str(i)))
         payload = decode_part(data, None, f"Delta {delta_id} part {i}")
         lines.append(f"PartPayload{i}: nmodes={len(payload.modes)} nxattrs={len(payload.xattrs)} "
                      f"blobsize={len(payload.blob)} opsize={len(payload.ops)}")
