@@ -82,6 +82,13 @@ class Server:
         huge = self.srv / "huge"
         shutil.copytree(arch, huge, symlinks=True)
         (huge / "objects" / self.main[:2] / f"{self.main[2:]}.commit").write_bytes(b"\0" * (11 << 20))
+        # one content object above the in-memory limit (spooled to a temp file, inflated in bounded steps)
+        bigtree = base / "bigtree"
+        bigtree.mkdir()
+        (bigtree / "huge-file").write_bytes(os.urandom(3 << 20) * 6)
+        bigrepo = self.srv / "big"
+        _ostree("init", f"--repo={bigrepo}", "--mode=archive")
+        _ostree(f"--repo={bigrepo}", "commit", "-b", "main", f"--tree=dir={bigtree}")
         self.url = _serve(self.srv)
         arch_only = [str(arch)]
         self.range_url = _serve_copy(self.base, "range", arch_only, "--force-range-requests")
@@ -323,3 +330,15 @@ def test_pull_contenturl(py: Run, c: Run, tmp_path: Path, server: Server) -> Non
        f"--set=contenturl={server.dead_url}/archive", "origin", f"{server.url}/archive")
     r = py(f"--repo={bad}", "pull", "--network-retries=0", "origin", "main", check=False)
     assert r.rc == 1 and f"While fetching {server.dead_url}/archive/objects/" in r.err and ".filez" in r.err
+
+
+@pytest.mark.parametrize("mode", ["archive", "bare-user"])
+def test_pull_large_object_spooled(py: Run, c: Run, tmp_path: Path, server: Server, mode: str) -> None:
+    repo = _local(py, tmp_path / "repo", mode, f"{server.url}/big")
+    py(f"--repo={repo}", "pull", "origin", "main")
+    assert c(f"--repo={repo}", "fsck").rc == 0
+    src = server.srv / "big"
+    if mode == "archive":
+        served = sorted(p.relative_to(src) for p in src.glob("objects/*/*.filez"))
+        assert served and all((repo / p).read_bytes() == (src / p).read_bytes() for p in served)
+    assert not os.listdir(repo / "tmp") or all(not n.startswith("tmp") for n in os.listdir(repo / "tmp"))

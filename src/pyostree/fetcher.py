@@ -10,10 +10,11 @@ completion order; writing to the repository stays with the caller's thread.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import urllib3
 from urllib3.exceptions import HTTPError as _U3Error
@@ -56,6 +57,15 @@ class Fetcher:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def get(self, path: str, *, max_size: int, optional: bool = False) -> bytes | None:
+        """The body at BASEURL/*path* in memory (see :meth:`get_body`)."""
+        body = self.get_body(path, max_size=max_size, optional=optional)
+        if body is None:
+            return None
+        assert isinstance(body, bytes)
+        return body
+
+    def get_body(self, path: str, *, max_size: int, optional: bool = False,
+                 spool_dir: str | None = None) -> bytes | BinaryIO | None:
         """The body at BASEURL/*path*; None for a 404 when *optional*, else :class:`NotFound`.
 
         A body cut short is resumed with a ``Range`` request (a resume that
@@ -63,13 +73,13 @@ class Fetcher:
         """
         url = self.url_for(path)
         attempt = 0
-        buf = bytearray()
+        buf = _Body(spool_dir)
         while True:
             have = len(buf)
             try:
                 if self._get_once(url, max_size, buf):
                     self.bytes_transferred += len(buf)
-                    return bytes(buf)
+                    return buf.result()
                 if optional:
                     return None
                 raise NotFound(f"Server returned HTTP 404: {url}")
@@ -78,10 +88,14 @@ class Fetcher:
                     continue
                 attempt += 1
                 if attempt > self.retries:
+                    buf.clear()
                     raise OstreeError(f"While fetching {url}: {e}") from None
                 time.sleep(min(0.1 * (2 ** (attempt - 1)), 2.0))
+            except BaseException:
+                buf.clear()
+                raise
 
-    def _get_once(self, url: str, max_size: int, buf: bytearray) -> bool:
+    def _get_once(self, url: str, max_size: int, buf: _Body) -> bool:
         """Fetch (the rest of) *url* into *buf*; False on 404."""
         headers = dict(self._http.headers)
         if buf:
@@ -121,7 +135,7 @@ class Fetcher:
                         break
                     if len(buf) + len(chunk) > max_size:
                         raise OstreeError(f"While fetching {url}: Exceeded maximum size {max_size}")
-                    buf += chunk
+                    buf.write(chunk)
             except _U3Error:
                 raise _Retryable("Download incomplete") from None
             if expected is not None and len(buf) != expected:
@@ -131,7 +145,8 @@ class Fetcher:
             resp.release_conn()
 
     def fetch_many(self, items: Iterable[K], path_of: Callable[[K], str], *, max_size: int,
-                   optional: bool = False) -> Iterator[tuple[K, bytes | None]]:
+                   optional: bool = False, spool_dir: str | None = None
+                   ) -> Iterator[tuple[K, bytes | BinaryIO | None]]:
         """Fetch many paths concurrently; yields ``(item, body)`` as they complete.
 
         The first failure cancels what hasn't started and is raised.
@@ -141,10 +156,10 @@ class Fetcher:
             return
         if len(todo) == 1 or self.max_workers == 1:
             for it in todo:
-                yield it, self.get(path_of(it), max_size=max_size, optional=optional)
+                yield it, self.get_body(path_of(it), max_size=max_size, optional=optional, spool_dir=spool_dir)
             return
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="pull-fetch") as ex:
-            pending: dict[Future[bytes | None], K] = {}
+            pending: dict[Future[bytes | BinaryIO | None], K] = {}
             it_todo = iter(todo)
             window = self.max_workers * 4
 
@@ -154,7 +169,8 @@ class Fetcher:
                         item = next(it_todo)
                     except StopIteration:
                         return
-                    pending[ex.submit(self.get, path_of(item), max_size=max_size, optional=optional)] = item
+                    pending[ex.submit(self.get_body, path_of(item), max_size=max_size, optional=optional,
+                                      spool_dir=spool_dir)] = item
 
             fill()
             try:
@@ -171,3 +187,46 @@ class Fetcher:
 
 class _Retryable(Exception):
     pass
+
+
+SPOOL_THRESHOLD = 16 << 20
+"""Bodies larger than this go to a temporary file in ``spool_dir`` (when given), not memory."""
+
+
+class _Body:
+    def __init__(self, spool_dir: str | None) -> None:
+        self._mem = bytearray()
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self._spool_dir = spool_dir
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def write(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._file is not None:
+            self._file.write(chunk)
+            return
+        self._mem += chunk
+        if self._spool_dir is not None and len(self._mem) > SPOOL_THRESHOLD:
+            self._file = tempfile.TemporaryFile(dir=self._spool_dir)  # noqa: SIM115 (returned to the caller)
+            self._file.write(self._mem)
+            self._mem = bytearray()
+
+    def clear(self) -> None:
+        self._size = 0
+        self._mem.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def result(self) -> bytes | BinaryIO:
+        if self._file is None:
+            return bytes(self._mem)
+        self._file.flush()
+        self._file.seek(0)
+        return self._file

@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
+import shutil
+import struct
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from . import gvariant
@@ -44,6 +49,7 @@ from .repo import Repo, RepoMode
 
 _MAX_SUMMARY_SIZE = 50 * 1024 * 1024
 _MAX_CONTENT_SIZE = 8 * 1024 * 1024 * 1024
+_INFLATE_IN_MEMORY = 16 << 20
 _SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
 
 
@@ -275,8 +281,10 @@ class _HttpPuller:
                   ) -> Iterator[tuple[tuple[str, ObjectType], bytes | None]]:
         """Metadata objects from the remote (HTTP, concurrently) or the local source repo."""
         if self.src is None:
-            yield from self.fetcher.fetch_many(keys, lambda k: obj.object_relpath(k[0], k[1]),
-                                               max_size=obj.MAX_METADATA_SIZE, optional=optional)
+            for key, body in self.fetcher.fetch_many(keys, lambda k: obj.object_relpath(k[0], k[1]),
+                                                     max_size=obj.MAX_METADATA_SIZE, optional=optional):
+                assert body is None or isinstance(body, bytes)  # no spool_dir: always in memory
+                yield key, body
             return
         for key in keys:
             try:
@@ -458,13 +466,19 @@ class _HttpPuller:
                     todo.append((csum, depth, is_parent, ref))
                 else:
                     fetch[csum] = (depth, is_parent, ref)
+            # detached metadata (signatures) of fetched commits, and again of requested
+            # commits already here (they may have been signed since), as libostree
+            present = [c for c, _d, is_parent, _r in todo if not is_parent]
+            detached: dict[str, bytes] = {}
+            if fetch or present:
+                for (csum, _t), md in self._get_meta([(c, ObjectType.COMMIT_META) for c in [*fetch, *present]],
+                                                     optional=True):
+                    if md is not None:
+                        detached[csum] = md
+            if self.opts.gpg_verify:
+                for csum in present:
+                    self._gpg_verify_commit(csum, dest.load_metadata(ObjectType.COMMIT, csum), detached.get(csum))
             if fetch:
-                detached: dict[str, bytes] = {}
-                if self.opts.gpg_verify:
-                    for (csum, _t), md in self._get_meta([(c, ObjectType.COMMIT_META) for c in fetch],
-                                                         optional=True):
-                        if md is not None:
-                            detached[csum] = md
                 for (csum, _t), data in self._get_meta([(c, ObjectType.COMMIT) for c in fetch], optional=True):
                     depth, is_parent, ref = fetch[csum]
                     if data is None:
@@ -478,17 +492,15 @@ class _HttpPuller:
                         self._gpg_verify_commit(csum, data, detached.get(csum))
                     self._store_commit(csum, data, ref)
                     todo.append((csum, depth, is_parent, ref))
-                # detached metadata, optional
-                metas = (((c, ObjectType.COMMIT_META), detached.get(c)) for c in fetch) if self.opts.gpg_verify \
-                    else self._get_meta([(c, ObjectType.COMMIT_META) for c in fetch], optional=True)
-                for (csum, _t), md in metas:
-                    if md is None or not dest.has_object(ObjectType.COMMIT, csum):
-                        continue
-                    try:
-                        value = gvariant.deserialize(obj.METADATA_TYPE, md)
-                    except gvariant.GVariantError as e:
-                        raise OstreeError(f"{csum}.commitmeta: {e}") from None
-                    dest.write_detached_metadata(csum, value)
+            for csum, md in detached.items():
+                if not dest.has_object(ObjectType.COMMIT, csum):
+                    continue
+                try:
+                    value = gvariant.deserialize(obj.METADATA_TYPE, md)
+                except gvariant.GVariantError:
+                    # libostree reads it untrusted: malformed framing yields an empty dict
+                    value = []
+                dest.write_detached_metadata(csum, value)
             nxt: list[tuple[str, int, bool, str | None]] = []
             for csum, depth, is_parent, ref in todo:
                 commit = dest.load_commit(csum)
@@ -514,8 +526,8 @@ class _HttpPuller:
         if detached is not None:
             try:
                 md = list(gvariant.deserialize(obj.METADATA_TYPE, detached))
-            except gvariant.GVariantError as e:
-                raise OstreeError(f"{csum}.commitmeta: {e}") from None
+            except gvariant.GVariantError:
+                md = []  # malformed: no signatures (libostree reads it as a non-normal, empty a{sv})
             sigs = gpg.metadata_signatures(md)
         if not sigs:
             raise gpg.GpgError("GPG verification enabled, but no signatures found "
@@ -610,15 +622,78 @@ class _HttpPuller:
             return
         for csum, data in (self.content_fetcher or self.fetcher).fetch_many(
                 missing, lambda c: obj.object_relpath(c, ObjectType.FILE, archive=True),
-                max_size=_MAX_CONTENT_SIZE):
+                max_size=_MAX_CONTENT_SIZE, spool_dir=f"/proc/self/fd/{dest.dfd}/tmp"):
             assert data is not None
-            self._store_filez(csum, data)
+            if isinstance(data, bytes):
+                self._store_filez(csum, data)
+            else:
+                with data:
+                    self._store_filez_file(csum, data)
             self.stats.content_fetched += 1
+
+    def _store_filez_file(self, csum: str, f: BinaryIO) -> None:
+        """:meth:`_store_filez` for a large object spooled to a temporary file."""
+        what = f"{csum}.filez"
+        head = f.read(8)
+        if len(head) < 8:
+            raise OstreeError(f"Corrupted {what}: file header too short")
+        (n,) = struct.unpack(">I", head[:4])
+        if n > obj.MAX_METADATA_SIZE:
+            raise OstreeError(f"Corrupted {what}: file header size {n} out of range")
+        variant = f.read(n)
+        if len(variant) != n:
+            raise OstreeError(f"Corrupted {what}: file header too short")
+        info = obj.parse_zlib_file_header(variant, what)
+        if self.opts.bareuseronly_files:
+            obj.validate_bareuseronly_mode(info.mode, csum)
+        dest = self.dest
+        trusted_raw = dest.mode is RepoMode.ARCHIVE and self.opts.http_trusted
+        if not info.is_regular:
+            f.seek(0)
+            self._store_filez(csum, f.read(obj.MAX_METADATA_SIZE + 16))
+            return
+        with tempfile.TemporaryFile(dir=f"/proc/self/fd/{dest.dfd}/tmp") as out:
+            if not trusted_raw:
+                h = hashlib.sha256(obj.file_header(info))
+                d = zlib.decompressobj(-15)
+                total = 0
+                try:
+                    while chunk := f.read(1 << 20):
+                        piece = d.decompress(chunk, 1 << 20)
+                        while piece:
+                            total += len(piece)
+                            if total > info.size:
+                                raise OstreeError(f"Corrupted file object {csum}: content is not {info.size} bytes")
+                            h.update(piece)
+                            if dest.mode is not RepoMode.ARCHIVE:
+                                out.write(piece)
+                            piece = d.decompress(d.unconsumed_tail, 1 << 20) if d.unconsumed_tail else b""
+                    piece = d.flush()
+                except zlib.error as e:
+                    raise OstreeError(f"Corrupted file object {csum}: {e}") from None
+                total += len(piece)
+                h.update(piece)
+                if dest.mode is not RepoMode.ARCHIVE:
+                    out.write(piece)
+                if total != info.size:
+                    raise OstreeError(f"Corrupted file object {csum}: content is not {info.size} bytes")
+                actual = h.hexdigest()
+                if actual != csum:
+                    raise OstreeError(f"Corrupted file object; checksum expected='{csum}' actual='{actual}'")
+            if dest.mode is RepoMode.ARCHIVE:
+                f.seek(0)
+                self._stage_raw_file(csum, f, info)
+            else:
+                out.flush()
+                dest.write_content(info, src_fd=out.fileno(), expected=csum)
 
     def _store_filez(self, csum: str, data: bytes) -> None:
         what = f"{csum}.filez"
         hlen, variant = obj.parse_lenprefixed_header(data, what)
         info = obj.parse_zlib_file_header(variant, what)
+        if info.is_regular and info.size > _INFLATE_IN_MEMORY:
+            self._store_filez_file(csum, io.BytesIO(data))  # bounded inflation
+            return
         if self.opts.bareuseronly_files:
             obj.validate_bareuseronly_mode(info.mode, csum)
         dest = self.dest
@@ -643,6 +718,25 @@ class _HttpPuller:
             self._stage_raw(csum, data, info)
         else:
             dest.write_content(info, content, expected=csum)
+
+    def _stage_raw_file(self, csum: str, f: BinaryIO, info: obj.FileInfo) -> None:
+        dest = self.dest
+        key = csum + ObjectType.FILE.value
+        if key in dest._staged or dest.has_object_local(ObjectType.FILE, csum):
+            return
+        sdfd = dest._stage_prefix_dfd(csum)
+        tmp = f"tmp.pull.{os.getpid()}.{csum[2:12]}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=sdfd)
+        try:
+            with os.fdopen(os.dup(fd), "wb") as w:
+                shutil.copyfileobj(f, w, 1 << 20)
+            if dest.per_object_fsync and not dest.disable_fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        dest._finish_staged(tmp, csum, ObjectType.FILE)
+        dest.stats["content_written"] += 1
+        dest.stats["content_bytes_written"] += info.size
 
     def _stage_raw(self, csum: str, data: bytes, info: obj.FileInfo) -> None:
         """Store a verified ``.filez`` into an archive repo byte for byte."""
