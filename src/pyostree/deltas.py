@@ -524,6 +524,14 @@ class _PartBuilder:
 
     def add_content(self, checksum: str, info: FileInfo, data: bytes) -> None:
         self.objects.append((checksum, ObjectType.FILE))
+        mi, xi = self._mode_xattr(info)
+        off = len(self.blob)
+        self.blob += data
+        self.ops.append(OP_OPEN_SPLICE_AND_CLOSE)
+        self.ops += write_varuint(mi) + write_varuint(xi) + write_varuint(len(data)) + write_varuint(off)
+        self.usize += len(data)
+
+    def _mode_xattr(self, info: FileInfo) -> tuple[int, int]:
         key = (info.uid, info.gid, info.mode)
         mi = self.mode_index.setdefault(key, len(self.modes))
         if mi == len(self.modes):
@@ -532,11 +540,23 @@ class _PartBuilder:
         xi = self.xattr_index.setdefault(xkey, len(self.xattrs))
         if xi == len(self.xattrs):
             self.xattrs.append(list(info.xattrs))
-        off = len(self.blob)
-        self.blob += data
-        self.ops.append(OP_OPEN_SPLICE_AND_CLOSE)
-        self.ops += write_varuint(mi) + write_varuint(xi) + write_varuint(len(data)) + write_varuint(off)
-        self.usize += len(data)
+        return mi, xi
+
+    def add_bsdiff(self, checksum: str, info: FileInfo, source: str, patch: bytes) -> None:
+        """As ostree: set-read-source, open, bspatch, close, unset-read-source."""
+        self.objects.append((checksum, ObjectType.FILE))
+        mi, xi = self._mode_xattr(info)
+        self.ops.append(OP_SET_READ_SOURCE)
+        self.ops += write_varuint(len(self.blob))
+        self.blob += obj.checksum_to_bytes(source)
+        self.ops.append(OP_OPEN)
+        self.ops += write_varuint(mi) + write_varuint(xi) + write_varuint(info.size)
+        self.ops.append(OP_BSPATCH)
+        self.ops += write_varuint(len(self.blob)) + write_varuint(len(patch))
+        self.blob += patch
+        self.ops.append(OP_CLOSE)
+        self.ops.append(OP_UNSET_READ_SOURCE)
+        self.usize += info.size
 
     def finish(self, swap: bool) -> tuple[bytes, bytes]:
         """(part file bytes, serialized header)."""
@@ -563,6 +583,10 @@ class GenerateOptions:
     filename: str | None = None
     endianness: str | None = None
     """'l' or 'B'; None for host order."""
+    bsdiff: bool = True
+    """Encode modified files (same basename, similar size) as bsdiff patches."""
+    max_bsdiff_size: int = 128
+    """Megabytes: pairs whose summed size exceed this are sent whole."""
     metadata: list[tuple[str, Variant]] = field(default_factory=list)
 
 
@@ -570,6 +594,7 @@ class GenerateOptions:
 class GenerateStats:
     n_parts: int = 0
     n_fallback: int = 0
+    n_bsdiff: int = 0
     uncompressed: int = 0
     compressed: int = 0
     loose: int = 0
@@ -619,6 +644,21 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
     for csum, t in meta:
         data = repo.load_metadata(t, csum)
         room(len(data)).add_metadata(csum, t, data)
+    modified: dict[str, str] = {}
+    if from_ is not None and opts.bsdiff:
+        modified = _similar_objects(repo, from_, to, set(content))
+    for csum, src in sorted(modified.items()):
+        to_info = repo.load_file(csum).info
+        src_co = repo.load_file(src)
+        if not src_co.info.mode & 0o004:
+            continue  # the client may not be able to read it (as ostree)
+        if to_info.size + src_co.info.size > opts.max_bsdiff_size * 1000 * 1000:
+            continue
+        new_data = repo.load_file(csum).read()
+        patch = make_bsdiff(src_co.read(), new_data)
+        room(len(patch)).add_bsdiff(csum, to_info, src, patch)
+        stats.n_bsdiff += 1
+        content.remove(csum)
     fallbacks: list[Fallback] = []
     regular: list[tuple[str, FileInfo]] = []
     symlinks: list[tuple[str, FileInfo]] = []
@@ -696,6 +736,115 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
     finally:
         os.close(dfd)
     return stats
+
+
+def _sizenames(repo: Repo, commit: str, only: set[str] | None) -> dict[str, tuple[int, list[str]]]:
+    """Regular files reachable from *commit*: checksum -> (size, basenames)."""
+    out: dict[str, tuple[int, list[str]]] = {}
+    sizes: dict[str, int | None] = {}
+
+    def walk(tree_csum: str) -> None:
+        tree = repo.load_dirtree(tree_csum)
+        for name, csum in tree.files:
+            if only is not None and csum not in only:
+                continue
+            if csum not in sizes:
+                info = repo.load_file(csum).info
+                sizes[csum] = info.size if info.is_regular else None
+            size = sizes[csum]
+            if size is None:
+                continue
+            out.setdefault(csum, (size, []))[1].append(name)
+        for _name, sub, _meta in tree.dirs:
+            walk(sub)
+    walk(repo.load_commit(commit).root_contents)
+    return out
+
+
+def _is_candidate(size: int, names: list[str]) -> bool:
+    if size == 0:
+        return False
+    return not any(n.rpartition(".")[2] in ("xz", "bz2") for n in names if "." in n)
+
+
+def _names_intersect(a: list[str], b: list[str], fuzzy: bool) -> bool:
+    for x in a:
+        for y in b:
+            if fuzzy and "." in x and "." in y and x.index(".") == y.index(".") and x.index(".") > 0:
+                if x[:x.index(".")] == y[:y.index(".")]:
+                    return True
+            elif x == y:
+                return True
+    return False
+
+
+def _similar_objects(repo: Repo, from_: str, to: str, new_content: set[str]) -> dict[str, str]:
+    """New regular files -> an old one with a shared basename and a size within 30% (as ostree)."""
+    old = sorted(_sizenames(repo, from_, None).items(), key=lambda kv: kv[1][0])
+    new = sorted(_sizenames(repo, to, new_content).items(), key=lambda kv: kv[1][0])
+    out: dict[str, str] = {}
+    for csum, (size, names) in new:
+        if not _is_candidate(size, names):
+            continue
+        lo, hi = size * 0.7, size * 1.3
+        found = False
+        for fuzzy in (False, True):
+            for ocsum, (osize, onames) in old:
+                if not _is_candidate(osize, onames) or osize < lo:
+                    continue
+                if osize > hi:
+                    break
+                if _names_intersect(onames, names, fuzzy):
+                    out[csum] = ocsum
+                    found = True
+                    break
+            if found:
+                break
+    return out
+
+
+def _offtout(v: int) -> bytes:
+    return (abs(v) | ((1 << 63) if v < 0 else 0)).to_bytes(8, "little")
+
+
+def make_bsdiff(old: bytes, new: bytes) -> bytes:
+    """A bsdiff stream (the format ostree's bspatch reads) turning *old* into *new*.
+
+    Not bsdiff's suffix-sorting search: the common prefix and suffix are
+    encoded as (all-zero) diff runs, the middle as extra bytes.  Any valid
+    stream applies; this one is cheap to compute and compresses well.
+    """
+    n = min(len(old), len(new))
+    prefix = _common_len(old, new, n, from_end=False)
+    suffix = _common_len(old, new, n - prefix, from_end=True)
+    out = bytearray()
+    # 1: prefix as diff against old[0:prefix], then the changed middle as extra,
+    #    then seek old to where the common suffix starts
+    mid = new[prefix:len(new) - suffix]
+    seek = (len(old) - suffix) - prefix
+    out += _offtout(prefix) + _offtout(len(mid)) + _offtout(seek)
+    out += bytes(prefix)
+    out += mid
+    if suffix:
+        out += _offtout(suffix) + _offtout(0) + _offtout(0)
+        out += bytes(suffix)
+    return bytes(out)
+
+
+def _common_len(a: bytes, b: bytes, limit: int, from_end: bool) -> int:
+    """Length of the common prefix (or suffix) of *a* and *b*, at most *limit* (binary search)."""
+    def same(k: int) -> bool:
+        if from_end:
+            return k == 0 or a[len(a) - k:] == b[len(b) - k:]
+        return a[:k] == b[:k]
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if same(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 # ---------------------------------------------------------------------------

@@ -166,6 +166,9 @@ def _cmd_generate(ctx: Context, argv: list[str]) -> int:
     opts = deltas.GenerateOptions(endianness=endianness, inline=bool(o.inline), filename=o.filename)
     if o.min_fallback_size is not None:
         opts.min_fallback_size = _strtoull(o.min_fallback_size)
+    if o.max_bsdiff_size is not None:
+        opts.max_bsdiff_size = _strtoull(o.max_bsdiff_size)
+    opts.bsdiff = not o.disable_bsdiff
     if o.max_chunk_size is not None:
         opts.max_chunk_size = _strtoull(o.max_chunk_size)
     if o.filename is not None and o.filename == "":
@@ -177,7 +180,7 @@ def _cmd_generate(ctx: Context, argv: list[str]) -> int:
         stats = deltas.generate(repo, from_resolved, to_resolved, opts)
     # ostree's generate always runs verbose; these go to stderr as there
     sys.stderr.write(f"uncompressed={stats.uncompressed} compressed={stats.compressed} loose={stats.loose}\n"
-                     "rollsum=0 objects, 0 bytes\nbsdiff=0 objects\n")
+                     f"rollsum=0 objects, 0 bytes\nbsdiff={stats.n_bsdiff} objects\n")
     return 0
 
 
