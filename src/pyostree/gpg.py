@@ -178,7 +178,8 @@ def delete_signatures(repo: Repo, checksum: str, key_ids: list[str]) -> int:
         return 0
     keep = [s for s in sigs if not any(_key_matches(signature_issuer(s), k) for k in key_ids)]
     if len(keep) != len(sigs):
-        repo.write_detached_metadata(checksum, _with_gpgsigs(md, keep))
+        # an emptied dictionary stays as a file, as libostree leaves it
+        repo.write_detached_metadata(checksum, _with_gpgsigs(md, keep) or [])
     return len(sigs) - len(keep)
 
 
