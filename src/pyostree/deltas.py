@@ -1129,7 +1129,8 @@ def _dispatch(st: _State, op: int, ops: bytes, pos: int, blob: bytes) -> int:
     return pos
 
 
-def apply_offline(repo: Repo, path: str, *, on_progress: Callable[[str], None] | None = None) -> str:
+def apply_offline(repo: Repo, path: str, *, on_progress: Callable[[str], None] | None = None,
+                  label: str | None = None) -> str:
     """Apply the delta in directory *path* (or whose superblock is *path*); returns the target commit.
 
     Everything goes through one transaction: on any error nothing is written.
@@ -1145,7 +1146,7 @@ def apply_offline(repo: Repo, path: str, *, on_progress: Callable[[str], None] |
             sbdata = f.read()
     except OSError as e:
         raise OstreeError(f"openat({sbname}): {e.strerror}") from None
-    what = f"static delta {path}"
+    what = label or f"static delta {path}"
     sb = parse_superblock(sbdata, f"superblock of {what}")
     if sb.signed and repo.config.get_bool("core", "sign-verify-deltas", False):
         raise OstreeError("Key is mandatory to check delta signature")
@@ -1200,3 +1201,85 @@ __all__ = [
     "delta_relpath", "encode_part", "exists", "generate", "list_delta_indexes", "list_deltas",
     "parse_delta_name", "parse_superblock", "reindex", "show",
 ]
+
+
+# ---------------------------------------------------------------------------
+# pulling through deltas from a local repository
+
+
+def _src_delta_names(src: Repo, to: str) -> dict[str, bytes | None]:
+    """Deltas to *to* the source advertises: name -> superblock sha256 (None: not advertised)."""
+    try:
+        summary = _read_rel(src, "summary")
+    except OstreeError:
+        summary = None
+    if summary is None and not src.config.get_bool("core", "indexed-deltas", False):
+        return {n: None for n in list_deltas(src) if parse_delta_name(n)[1] == to}
+    md: list[tuple[str, Variant]] = []
+    if summary is not None:
+        try:
+            _refs, md = gvariant.deserialize("(a(s(taya{sv}))a{sv})", summary)
+        except ValueError as e:
+            raise OstreeError(f"Invalid summary of {src.path}: {e}") from None
+    indexed = src.config.get_bool("core", "indexed-deltas", False) or \
+        any(k == "ostree.summary.indexed-deltas" and v.value is True for k, v in md)
+    entries: list[tuple[str, Variant]] = []
+    if indexed:
+        try:
+            idx = gvariant.deserialize("a{sv}", _read_rel(src, index_relpath(to)))
+        except OstreeError:
+            idx = []
+        except ValueError as e:
+            raise OstreeError(f"Invalid delta index for {to}: {e}") from None
+        for k, v in idx:
+            if k == "ostree.static-deltas" and v.type == "a{sv}":
+                entries = list(v.value)
+    else:
+        for k, v in md:
+            if k == "ostree.static-deltas" and v.type == "a{sv}":
+                entries = list(v.value)
+    out: dict[str, bytes | None] = {}
+    for name, digest in entries:
+        if parse_delta_name(name)[1] == to:
+            out[name] = bytes(digest.value) if digest.type == "ay" else None
+    return out
+
+
+def pull_from_repo(dest: Repo, src: Repo, to: str, ref: str | None = None, *, require: bool = True) -> bool:
+    """Fetch commit *to* from the local repository *src* through a static delta.
+
+    Picks a delta from a commit *dest* has (the newest one), else a from-scratch
+    delta, as ostree's pull does.  Returns False when none applies (an error
+    with *require*).
+    """
+    if dest.has_object(ObjectType.COMMIT, to) and not dest.is_commit_partial(to):
+        return True
+    names = _src_delta_names(src, to)
+    best: tuple[int, str] | None = None
+    scratch = False
+    for name in names:
+        f, _t = parse_delta_name(name)
+        if f is None:
+            scratch = True
+            continue
+        if dest.has_object(ObjectType.COMMIT, f) and not dest.is_commit_partial(f):
+            ts = dest.load_commit(f).timestamp
+            if best is None or ts > best[0]:
+                best = (ts, f)
+    if best is not None:
+        from_: str | None = best[1]
+    elif scratch:
+        from_ = None
+    else:
+        if require:
+            raise OstreeError(f"Static deltas required, but none found for {ref or ''} to {to}")
+        return False
+    name = delta_name(from_, to)
+    rel = delta_relpath(from_, to)
+    digest = names.get(name)
+    if digest is not None:
+        actual = hashlib.sha256(_read_rel(src, rel + "/superblock")).digest()
+        if actual != digest:
+            raise OstreeError(f"Invalid checksum for static delta {name}")
+    apply_offline(dest, f"/proc/self/fd/{src.dfd}/{rel}", label=f"static delta {name} of {src.path}")
+    return True

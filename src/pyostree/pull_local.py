@@ -265,7 +265,7 @@ def _verify_src_commit(dest: Repo, src: Repo, checksum: str, remote: str | None)
 def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remote: str | None = None,
                untrusted: bool = False, commit_only: bool = False, depth: int = 0,
                bareuseronly_files: bool = False, gpg_verify: bool = False,
-               gpg_verify_summary: bool = False) -> PullStats:
+               gpg_verify_summary: bool = False, require_static_deltas: bool = False) -> PullStats:
     """Pull *refs* (all of the source's refs when None) from the repository at *src_path*.
 
     Refs are written as local refs, or as ``remote:ref`` when *remote* is set;
@@ -300,6 +300,11 @@ def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remo
         if gpg_verify:
             for target, _r in targets:
                 _verify_src_commit(dest, src, target, remote)
+        if require_static_deltas:
+            from . import deltas as _deltas
+
+            for target, refname in targets:
+                _deltas.pull_from_repo(dest, src, target, refname)
         puller = _LocalPuller(dest, src, trusted=not untrusted, commit_only=commit_only, depth=depth,
                               bareuseronly_files=bareuseronly_files)
         before = dest.stats["content_bytes_written"]

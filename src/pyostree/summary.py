@@ -185,6 +185,9 @@ def regenerate_summary(repo: Repo, additional_metadata: Metadata | None = None) 
     from .repo import write_file_atomic
 
     data = build_summary(repo, additional_metadata)
+    from .deltas import reindex  # as ostree: summary -u regenerates delta-indexes/
+
+    reindex(repo)
     write_file_atomic(repo.path, "summary", data, fsync=not repo.disable_fsync, dir_fd=repo.dfd)
     try:
         os.unlink("summary.sig", dir_fd=repo.dfd)
