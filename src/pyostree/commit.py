@@ -405,7 +405,8 @@ class DirectoryCommitter:
         if self.devino is not None:
             cached = self.devino.get(st)
             if cached is not None:
-                if self.modifier.devino_canonical:
+                if self.modifier.devino_canonical or self._identity:
+                    # the file is the object itself; nothing would rewrite its metadata
                     repo.stats["content_cache_hits"] += 1
                     return cached
                 stored = repo.load_file(cached).info
