@@ -96,7 +96,11 @@ class SetupError(Exception):
 def rm_rf(path: str) -> None:
     if os.path.lexists(path):
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
+            try:
+                shutil.rmtree(path)
+            except OSError:  # something still writing there: once more
+                time.sleep(1)
+                shutil.rmtree(path, ignore_errors=True)
         else:
             os.unlink(path)
 
