@@ -427,7 +427,7 @@ class Repo:
         if loc is None:
             if self._parent is not None:
                 return self._parent.load_file(checksum)
-            raise NotFoundError(f"No such content object {checksum}.file")
+            raise NotFoundError(f"Couldn't find file object '{checksum}'")
         dfd, rel = loc
         relpath = ("tmp/" + str(self._staging_name) + "/" if dfd == self._staging_dfd else "objects/") + rel
         what = f"content object {checksum}"
@@ -479,7 +479,7 @@ class Repo:
                 elif not self.disable_xattrs:
                     info.xattrs = list_xattrs(rel, dir_fd=dfd)
         except FileNotFoundError:
-            raise NotFoundError(f"No such content object {checksum}.file") from None
+            raise NotFoundError(f"Couldn't find file object '{checksum}'") from None
         except OSError as e:
             raise os_error(e, f"Reading {what}") from None
         return ContentObject(checksum, info, self, relpath)
