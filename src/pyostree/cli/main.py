@@ -221,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         sys.stderr.write(f"error: {e.strerror or e}{where}\n")
         return 1
+    except (ValueError, RecursionError, MemoryError, UnicodeError) as e:
+        # Input we did not anticipate must still not end in a traceback; the
+        # message names the failure, PYOSTREE_DEBUG=1 shows where it happened.
+        if os.environ.get("PYOSTREE_DEBUG"):
+            raise
+        sys.stdout.flush()
+        sys.stderr.write(f"error: {type(e).__name__}: {e}\n")
+        return 1
 
 
 if __name__ == "__main__":
