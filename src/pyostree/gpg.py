@@ -479,6 +479,33 @@ def _remote_keyring(repo: Repo, keyring: str) -> bytes | None:
     return None
 
 
+def _keypath_list(value: str) -> list[str]:
+    """``gpgkeypath``: paths separated by ``;`` or ``,`` (not both), a trailing separator allowed."""
+    seps = {c for c in value if c in ";,"}
+    if len(seps) > 1:
+        raise OstreeError("key value list contains more than one separator")
+    if not seps:
+        return [value]
+    items = value.split(seps.pop())
+    if items and items[-1] == "":
+        items.pop()
+    return items
+
+
+def _import_key_files(paths: list[str]) -> bytes:
+    """One binary keyring of the public keys in key files (armored or not), as gpgme imports them."""
+    for p in paths:
+        if not os.access(p, os.R_OK):
+            raise OstreeError(f"{p}: No such file or directory")
+    with tempfile.TemporaryDirectory(prefix="ostree-gpg-") as home:
+        os.chmod(home, 0o700)
+        base = [_exe("gpg"), "--homedir", home, "--batch", "--no-tty", "--no-auto-check-trustdb"]
+        for p in paths:
+            subprocess.run([*base, "--import", p], capture_output=True, check=False)
+        res = subprocess.run([*base, "--export"], capture_output=True, check=False)
+    return res.stdout
+
+
 def collect_keyrings(repo: Repo, remote: str | None, keyringdir: str | None = None,
                      extra_keyring: str | None = None) -> list[bytes]:
     """The keyrings ``_ostree_repo_gpg_prepare_verifier`` would load; *remote* None means all remotes."""
@@ -495,16 +522,20 @@ def collect_keyrings(repo: Repo, remote: str | None, keyringdir: str | None = No
             keyrings.append(data)
             add_global = False
         paths = r.options.get("gpgkeypath")
-        if paths:
-            for p in [x.strip() for x in paths.replace(",", ";").split(";") if x.strip()]:
-                if os.path.isdir(p):
-                    keyrings += _read_dir_keyrings(p)
-                else:
-                    try:
-                        with open(p, "rb") as f:
-                            keyrings.append(f.read())
-                    except OSError as e:
-                        raise OstreeError(f"Reading gpgkeypath {p}: {e.strerror}") from None
+        if paths is not None:
+            key_files: list[str] = []
+            for p in _keypath_list(paths):
+                try:
+                    names = sorted(os.listdir(p) if p else os.listdir(""))
+                except NotADirectoryError:
+                    key_files.append(p)
+                    continue
+                except OSError as e:
+                    raise OstreeError(f"opendir({p}): {e.strerror}") from None
+                key_files += [os.path.join(p, n) for n in names if os.path.isfile(os.path.join(p, n))
+                              and not os.path.islink(os.path.join(p, n))]
+            if key_files:
+                keyrings.append(_import_key_files(key_files))
     if add_global:
         keyrings += _read_dir_keyrings(global_keyring_dir())
     if keyringdir is not None:
