@@ -212,3 +212,15 @@ def test_bsdiff_streams_roundtrip() -> None:
         else:
             b = bytearray(rng.getrandbits(8) for _ in range(rng.randint(0, 60)))
         assert deltas._bspatch(a, len(b), deltas.make_bsdiff(a, bytes(b))) == bytes(b)
+
+
+def test_bad_superblocks_are_clear_errors(py: Run, c: Run, tmp_path: Path) -> None:
+    repo, old, new = _two_commits(c, tmp_path)
+    py(f"--repo={repo}", "static-delta", "generate", "main")
+    sb = repo / deltas.delta_relpath(old, new, "superblock")
+    data = sb.read_bytes()
+    for bad in (data[: len(data) // 3], b"", b"OSTSGNDT" + data[8:40]):
+        sb.write_bytes(bad)
+        for cmd in (["show", f"{old}-{new}"], ["apply-offline", str(sb.parent)]):
+            r = py(f"--repo={repo}", "static-delta", *cmd, check=False)
+            assert r.rc == 1 and r.err.startswith("error: ") and "Traceback" not in r.err, r

@@ -1004,6 +1004,8 @@ def _bspatch(old: bytes, newsize: int, patch: bytes) -> bytes:
         v = int.from_bytes(b[:7] + bytes([b[7] & 0x7F]), "little")
         return -v if b[7] & 0x80 else v
 
+    if newsize > len(patch):  # every output byte comes from the stream's diff or extra data
+        raise OstreeError("bsdiff patch failed")
     new = bytearray(newsize)
     newpos = oldpos = pos = 0
     oldsize = len(old)
