@@ -32,7 +32,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from . import gvariant
@@ -75,6 +75,8 @@ class PullOptions:
     gpg_verify: bool | None = None
     """Require good GPG signatures on commits; None: the remote's ``gpg-verify`` (default true)."""
     gpg_verify_summary: bool | None = None
+    sign_verifiers: list[Any] | None = None
+    """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
 
 
 @dataclass
@@ -169,6 +171,10 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
             opts.gpg_verify = remote_gpg_verify(repo, remote_name, "gpg-verify")
         if opts.gpg_verify_summary is None:
             opts.gpg_verify_summary = remote_gpg_verify(repo, remote_name, "gpg-verify-summary")
+        if opts.sign_verifiers is None:
+            from .sign import remote_verifiers
+
+            opts.sign_verifiers = remote_verifiers(repo, remote_name, "sign-verify")
     elif opts.gpg_verify or opts.gpg_verify_summary:
         raise OstreeError("Must specify remote name to enable gpg verification")
     parsed = urlparse(url)
@@ -475,7 +481,7 @@ class _HttpPuller:
                                                      optional=True):
                     if md is not None:
                         detached[csum] = md
-            if self.opts.gpg_verify:
+            if (self.opts.gpg_verify or self.opts.sign_verifiers):
                 for csum in present:
                     self._gpg_verify_commit(csum, dest.load_metadata(ObjectType.COMMIT, csum), detached.get(csum))
             if fetch:
@@ -488,7 +494,7 @@ class _HttpPuller:
                             raise NotFoundError(f"No such metadata object {csum}.commit")
                         raise OstreeError("Server returned HTTP 404: "
                                           + self.fetcher.url_for(obj.object_relpath(csum, ObjectType.COMMIT)))
-                    if self.opts.gpg_verify:
+                    if (self.opts.gpg_verify or self.opts.sign_verifiers):
                         self._gpg_verify_commit(csum, data, detached.get(csum))
                     self._store_commit(csum, data, ref)
                     todo.append((csum, depth, is_parent, ref))
@@ -529,6 +535,14 @@ class _HttpPuller:
             except gvariant.GVariantError:
                 md = []  # malformed: no signatures (libostree reads it as a non-normal, empty a{sv})
             sigs = gpg.metadata_signatures(md)
+        if self.opts.sign_verifiers:
+            from .sign import verify_for_remote
+
+            if detached is None:
+                raise OstreeError("Can't verify commit without detached metadata")
+            verify_for_remote(self.opts.sign_verifiers, data, md)
+        if not self.opts.gpg_verify:
+            return
         if not sigs:
             raise gpg.GpgError("GPG verification enabled, but no signatures found "
                                "(use gpg-verify=false in remote config to disable)")

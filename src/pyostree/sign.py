@@ -281,3 +281,74 @@ def sign_commit(repo: Repo, checksum: str, keys: list[str], sign_type: str = DEF
 def verify_data(engine: SignEngine, data: bytes, metadata: Metadata | None) -> str:
     """Verify *data* against the engine's signatures in an ``a{sv}`` (e.g. fetched detached metadata)."""
     return engine.verify(data, _signatures(metadata, engine.metadata_key))
+
+
+# -- remotes (ostree-repo-pull-verify.c) -----------------------------------------
+
+
+def _load_remote_keys(engine: SignEngine, options: dict[str, str], required: bool) -> None:
+    pk_file = options.get(f"verification-{engine.name}-file")
+    pk_ascii = options.get(f"verification-{engine.name}-key")
+    if pk_file is None and pk_ascii is None:
+        if required:
+            raise OstreeError(f"No keys found for required signapi type {engine.name}")
+        return
+    if pk_file is not None:
+        try:
+            engine.load_pk(filename=pk_file)
+        except OstreeError:
+            raise OstreeError(f"Failed loading '{engine.name}' keys from '{pk_file}") from None
+    if pk_ascii is not None:
+        try:
+            if pk_file is not None:
+                engine.add_pk(pk_ascii)
+            else:
+                engine.set_pk(pk_ascii)
+        except OstreeError:
+            raise OstreeError(f"Failed loading '{engine.name}' keys from inline `verification-key`") from None
+
+
+def remote_verifiers(repo: Repo, remote: str, key: str = "sign-verify") -> list[SignEngine] | None:
+    """The engines a remote's ``sign-verify`` (or ``sign-verify-summary``) option enables, keys loaded."""
+    from .remotes import get_remote
+
+    options = get_remote(repo, remote).options
+    raw = options.get(key)
+    if raw is None or raw == "":
+        return None
+    if raw in ("true", "1", "false", "0"):
+        if raw in ("false", "0"):
+            return None
+        engines: list[SignEngine] = [Ed25519Sign(), DummySign()]
+        for e in engines:
+            _load_remote_keys(e, options, False)
+        return engines
+    engines = []
+    for name in [x.strip() for x in raw.replace(",", ";").split(";") if x.strip()]:
+        e = get_engine(name)
+        _load_remote_keys(e, options, True)
+        engines.append(e)
+    return engines
+
+
+def verify_for_remote(verifiers: list[SignEngine], data: bytes, metadata: Metadata | None) -> str:
+    """``_sign_verify_for_remote``: one good signature of any enabled type is enough."""
+    found = False
+    first_error: OstreeError | None = None
+    n_invalid = 0
+    for e in verifiers:
+        sigs = _signatures(metadata, e.metadata_key)
+        if sigs is None:
+            continue
+        found = True
+        try:
+            return e.verify(data, sigs)
+        except OstreeError as err:
+            n_invalid += 1
+            first_error = first_error or err
+    if not found:
+        raise OstreeError("No signatures found")
+    assert first_error is not None
+    if n_invalid > 1:
+        raise OstreeError(f"({n_invalid - 1} other invalid signatures){first_error}")
+    raise first_error
