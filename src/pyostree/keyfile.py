@@ -172,9 +172,8 @@ class KeyFile:
                 i += 2
                 continue
             if c in ";,":
-                if c == ";" or True:
-                    items.append(_unescape("".join(cur), f"{group}.{key}"))
-                    cur = []
+                items.append(_unescape("".join(cur), f"{group}.{key}"))
+                cur = []
                 i += 1
                 continue
             cur.append(c)

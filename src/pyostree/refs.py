@@ -169,12 +169,12 @@ def _walk_refs(repo: Repo, base: str, prefix: str = "") -> list[tuple[str, str]]
         return out
     except OSError as e:
         raise os_error(e, f"Listing refs: opendir({base})") from None
-    for e in sorted(entries, key=lambda x: x.name):
-        name = prefix + e.name
-        if e.is_dir(follow_symlinks=False):
-            out.extend(_walk_refs(repo, f"{base}/{e.name}", name + "/"))
-        elif e.is_file(follow_symlinks=True) or e.is_symlink():
-            c = _read_ref_file(repo, f"{base}/{e.name}")
+    for ent in sorted(entries, key=lambda x: x.name):
+        name = prefix + ent.name
+        if ent.is_dir(follow_symlinks=False):
+            out.extend(_walk_refs(repo, f"{base}/{ent.name}", name + "/"))
+        elif ent.is_file(follow_symlinks=True) or ent.is_symlink():
+            c = _read_ref_file(repo, f"{base}/{ent.name}")
             if c:
                 out.append((name, c))
     return out
@@ -205,8 +205,7 @@ def list_refs(repo: Repo, prefix: str | None = None, *, remotes: bool = True,
                 result[f"({coll}, {name})"] = c
     if prefix:
         p = prefix.rstrip("/")
-        result = {k: v for k, v in result.items() if k == p or k.startswith(p + "/") or
-                  (":" not in p and False)}
+        result = {k: v for k, v in result.items() if k == p or k.startswith(p + "/")}
     return result
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+from . import gvariant
 from . import objects as obj
 from .errors import NotFoundError, OstreeError, os_error
 from .keyfile import KeyFile
@@ -377,7 +378,7 @@ class Repo:
         if cached is not None:
             self._meta_cache.move_to_end(key)
             return cached
-        repo, fd = self._open_object(objtype, checksum)
+        _owner, fd = self._open_object(objtype, checksum)
         try:
             st = os.fstat(fd)
             if st.st_size > obj.MAX_METADATA_SIZE:
@@ -411,13 +412,13 @@ class Repo:
         except (ValueError, OstreeError) as e:
             raise OstreeError(f"Corrupted dirmeta object {checksum}: {e}") from None
 
-    def load_detached_metadata(self, checksum: str) -> list[tuple[str, obj.gvariant.Variant]] | None:
+    def load_detached_metadata(self, checksum: str) -> list[tuple[str, gvariant.Variant]] | None:
         try:
             data = self.load_metadata(ObjectType.COMMIT_META, checksum)
         except NotFoundError:
             return None
         try:
-            return list(obj.gvariant.deserialize(obj.METADATA_TYPE, data))
+            return list(gvariant.deserialize(obj.METADATA_TYPE, data))
         except ValueError as e:
             raise OstreeError(f"Corrupted commitmeta object {checksum}: {e}") from None
 
@@ -665,7 +666,7 @@ class Repo:
     def write_commit(self, commit: Commit) -> str:
         return self.write_metadata(ObjectType.COMMIT, commit.serialize())
 
-    def write_detached_metadata(self, checksum: str, metadata: list[tuple[str, obj.gvariant.Variant]] | None) -> None:
+    def write_detached_metadata(self, checksum: str, metadata: list[tuple[str, gvariant.Variant]] | None) -> None:
         rel = obj.object_relpath(checksum, ObjectType.COMMIT_META)
         if metadata is None:
             try:
@@ -673,14 +674,10 @@ class Repo:
             except FileNotFoundError:
                 pass
             return
-        data = obj.gvariant.serialize(obj.METADATA_TYPE, metadata)
+        data = gvariant.serialize(obj.METADATA_TYPE, metadata)
         os.makedirs(os.path.join(_proc_path(self.dfd, "objects"), checksum[:2]), exist_ok=True)
         _write_file_atomic(self.path, rel, data, fsync=not self.disable_fsync, dir_fd=self.dfd)
         self._meta_cache.pop((ObjectType.COMMIT_META, checksum), None)
-
-    def content_stored_info(self, info: FileInfo) -> FileInfo:
-        """What this repo mode keeps of *info* (bare-user-only: no owner, no xattrs)."""
-        return info
 
     def write_content(self, info: FileInfo, data: bytes | None = None, *, src_fd: int | None = None,
                       expected: str | None = None) -> str:
@@ -800,35 +797,6 @@ class Repo:
             raise
         os.close(fd)
         self._finish_staged(tmp, checksum, ObjectType.FILE)
-
-    def import_object_from(self, src: Repo, objtype: ObjectType, checksum: str, *,
-                           trusted: bool = True) -> bool:
-        """Copy one object from *src* (hardlinking when the formats allow). True if written."""
-        if self.has_object_local(objtype, checksum):
-            return False
-        sdfd = self._require_txn()
-        if objtype.is_meta:
-            data = src.load_metadata(objtype, checksum)
-            if not trusted or objtype is not ObjectType.COMMIT_META:
-                pass
-            if objtype is ObjectType.COMMIT_META:
-                self.write_detached_metadata(checksum, list(obj.gvariant.deserialize(obj.METADATA_TYPE, data)))
-                return True
-            if trusted and self._try_link(src, objtype, checksum, sdfd):
-                return True
-            self.write_metadata(objtype, data, expected=checksum)
-            return True
-        if (src.mode is self.mode or (src.mode.is_bare and self.mode.is_bare and src.mode is self.mode)) \
-                and self._try_link(src, objtype, checksum, sdfd, verify=not trusted):
-            return True
-        co = src.load_file(checksum)
-        info = co.info
-        if self.mode is RepoMode.BARE_USER_ONLY:
-            pass
-        with co.open() as f:
-            data = f.read() if info.is_regular else b""
-        self.write_content(info, data, expected=checksum if not trusted or True else None)
-        return True
 
     def _try_link(self, src: Repo, objtype: ObjectType, checksum: str, sdfd: int, verify: bool = False) -> bool:
         if src.mode is not self.mode and not objtype.is_meta:
@@ -962,7 +930,8 @@ class _Transaction:
         else:
             # leave the staging dir as ostree does for debugging only when the test hook asks
             if os.environ.get("OSTREE_REPO_TEST_ERROR"):
-                self.repo._staging_dfd and os.close(self.repo._staging_dfd)
+                if self.repo._staging_dfd is not None:
+                    os.close(self.repo._staging_dfd)
                 self.repo._staging_dfd = None
                 if self.repo._tmp_dfd is not None:
                     os.close(self.repo._tmp_dfd)

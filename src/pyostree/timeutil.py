@@ -97,7 +97,7 @@ def parse_datetime_words(text: str, now: float | None = None) -> int | None:
 def format_commit_date(ts: int) -> str:
     """``2005-10-29 12:43:29 +0000`` (UTC), as ``ostree log``/``show`` print dates."""
     try:
-        d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+        d = _dt.datetime.fromtimestamp(ts, _dt.UTC)
     except (OverflowError, OSError, ValueError):
         return "invalid"
     return d.strftime("%Y-%m-%d %H:%M:%S +0000")

@@ -13,7 +13,7 @@ OPTIONS = [
 
 
 def run(ctx: Context, argv: list[str]) -> int:
-    o, args = parse(argv, OPTIONS, "init [OPTION…]", "Initialize a new empty repository")
+    o, _args = parse(argv, OPTIONS, "init [OPTION…]", "Initialize a new empty repository")
     mode = RepoMode.parse(o.mode) if o.mode else RepoMode.BARE
     if o.collection_id is not None:
         from ..refs import validate_collection_id
