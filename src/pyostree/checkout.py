@@ -39,7 +39,7 @@ from . import objects as obj
 from . import whiteouts as wh
 from .errors import OstreeError
 from .objects import FileInfo, ObjectType, Xattrs
-from .repo import ContentObject, Repo, RepoMode, list_xattrs, set_xattrs
+from .repo import ContentObject, Repo, RepoMode, copy_fd, list_xattrs, set_xattrs
 
 _IO_CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -121,25 +121,6 @@ def _futimens_mtime_zero(fd: int) -> None:
     if _libc.futimens(fd, times) != 0:
         e = ctypes.get_errno()
         raise OstreeError(f"futimens: {os.strerror(e)}", errno=e)
-
-
-def _copy_range(src: int, dst: int, size: int) -> None:
-    off = 0
-    try:
-        while off < size:
-            n = os.copy_file_range(src, dst, size - off, off)
-            if n == 0:
-                break
-            off += n
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            raise
-    while True:
-        chunk = os.pread(src, _IO_CHUNK, off)
-        if not chunk:
-            break
-        _write_all(dst, chunk)
-        off += len(chunk)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -772,7 +753,7 @@ class _Checkout:
                 info, hlen = _archive_header(head, what)
                 _inflate(fd, head, hlen, outfd, info.size, what)
                 return info
-            _copy_range(fd, outfd, co.info.size)
+            copy_fd(fd, outfd, co.info.size)
             return co.info
         finally:
             os.close(fd)

@@ -60,7 +60,7 @@ from . import gvariant
 from . import objects as obj
 from .errors import OstreeError
 from .gvariant import Variant
-from .objects import FileInfo, ObjectType
+from .objects import FileInfo, ObjectType, varuint64
 from .repo import Repo, rm_rf_at
 
 SUPERBLOCK_TYPE = "(a{sv}tayay" + obj.COMMIT_TYPE + "aya(uayttay)a(yaytt))"
@@ -260,18 +260,6 @@ def _write_atomic(dfd: int, rel: str, data: bytes) -> None:
 
 # ---------------------------------------------------------------------------
 # varints and raw GVariant assembly
-
-
-def write_varuint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def read_varuint(data: bytes, pos: int) -> tuple[int, int]:
@@ -519,7 +507,7 @@ class _PartBuilder:
         off = len(self.blob)
         self.blob += data
         self.ops.append(OP_OPEN_SPLICE_AND_CLOSE)
-        self.ops += write_varuint(len(data)) + write_varuint(off)
+        self.ops += varuint64(len(data)) + varuint64(off)
         self.usize += len(data)
 
     def add_content(self, checksum: str, info: FileInfo, data: bytes) -> None:
@@ -528,7 +516,7 @@ class _PartBuilder:
         off = len(self.blob)
         self.blob += data
         self.ops.append(OP_OPEN_SPLICE_AND_CLOSE)
-        self.ops += write_varuint(mi) + write_varuint(xi) + write_varuint(len(data)) + write_varuint(off)
+        self.ops += varuint64(mi) + varuint64(xi) + varuint64(len(data)) + varuint64(off)
         self.usize += len(data)
 
     def _mode_xattr(self, info: FileInfo) -> tuple[int, int]:
@@ -547,12 +535,12 @@ class _PartBuilder:
         self.objects.append((checksum, ObjectType.FILE))
         mi, xi = self._mode_xattr(info)
         self.ops.append(OP_SET_READ_SOURCE)
-        self.ops += write_varuint(len(self.blob))
+        self.ops += varuint64(len(self.blob))
         self.blob += obj.checksum_to_bytes(source)
         self.ops.append(OP_OPEN)
-        self.ops += write_varuint(mi) + write_varuint(xi) + write_varuint(info.size)
+        self.ops += varuint64(mi) + varuint64(xi) + varuint64(info.size)
         self.ops.append(OP_BSPATCH)
-        self.ops += write_varuint(len(self.blob)) + write_varuint(len(patch))
+        self.ops += varuint64(len(self.blob)) + varuint64(len(patch))
         self.blob += patch
         self.ops.append(OP_CLOSE)
         self.ops.append(OP_UNSET_READ_SOURCE)

@@ -386,3 +386,16 @@ def validate_bareuseronly_mode(mode: int, checksum: str) -> None:
             )
     elif not stat.S_ISLNK(mode):
         raise OstreeError(f"Content object {checksum}: invalid non-regular mode 0{mode:o}")
+
+
+def varuint64(n: int) -> bytes:
+    """Protobuf-style base-128 varint (``_ostree_write_varuint64``)."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)

@@ -17,26 +17,13 @@ from typing import Any
 from . import gvariant
 from .commit import MutableTree, _LazyTree
 from .errors import OstreeError
-from .objects import ObjectType
+from .objects import ObjectType, varuint64
 from .repo import Repo, RepoMode
 
 Metadata = list[tuple[str, gvariant.Variant]]
 
 KEY_SIZES = "ostree.sizes"
 _OBJTYPE_BYTE = {ObjectType.FILE: 1, ObjectType.DIR_TREE: 2, ObjectType.DIR_META: 3}
-
-
-def varuint64(n: int) -> bytes:
-    """Protobuf-style base-128 varint (``_ostree_write_varuint64``)."""
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def size_entry(checksum: str, archived: int, unpacked: int, objtype: ObjectType) -> bytes:

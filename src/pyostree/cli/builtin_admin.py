@@ -90,16 +90,7 @@ def print_current_dir(sr: Sysroot) -> None:
 
 
 def run(ctx: Context, argv: list[str]) -> int:
-    sub: str | None = None
-    rest: list[str] = []
-    for i, a in enumerate(argv):
-        if a == "--":
-            rest.extend(argv[i:])
-            break
-        if sub is None and not a.startswith("-"):
-            sub = a
-            continue
-        rest.append(a)
+    sub, rest = o.split_subcommand(argv)
     fn = _COMMANDS.get(sub or "")
     if fn is None:
         specs = list(GLOBAL)

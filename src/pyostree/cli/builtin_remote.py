@@ -9,7 +9,7 @@ from .. import remotes
 from ..errors import OstreeError
 from ..repo import Repo
 from .main import Context
-from .options import FLAG, STRING, STRINGS, Opt, Options, parse, usage_fail
+from .options import FLAG, STRING, STRINGS, Opt, Options, parse, split_subcommand, usage_fail
 
 SUBCOMMANDS: dict[str, str] = {
     "add": "Add a remote repository",
@@ -256,16 +256,7 @@ _HANDLERS: dict[str, Callable[[Context, list[str]], int]] = {
 
 
 def run(ctx: Context, argv: list[str]) -> int:
-    sub: str | None = None
-    rest: list[str] = []
-    for i, a in enumerate(argv):
-        if a == "--":
-            rest.extend(argv[i:])
-            break
-        if sub is None and not a.startswith("-"):
-            sub = a
-            continue
-        rest.append(a)
+    sub, rest = split_subcommand(argv)
     if sub is None or sub not in _HANDLERS:
         if sub is None and any(a in ("-h", "--help") for a in rest):
             sys.stdout.write(_usage())

@@ -166,3 +166,22 @@ def usage_fail(message: str, usage: str, summary: str, specs: list[Opt]) -> Ostr
     sys.stdout.flush()
     sys.stderr.write(help_text(usage, summary, specs) + "\n")
     return OstreeError(message)
+
+
+def split_subcommand(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``admin``/``remote`` style: the first non-option word is the subcommand.
+
+    Returns (subcommand or None, every other argument in order; ``--`` and what
+    follows are kept as they are).
+    """
+    sub: str | None = None
+    rest: list[str] = []
+    for i, a in enumerate(argv):
+        if a == "--":
+            rest.extend(argv[i:])
+            break
+        if sub is None and not a.startswith("-"):
+            sub = a
+            continue
+        rest.append(a)
+    return sub, rest
