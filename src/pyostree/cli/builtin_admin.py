@@ -542,6 +542,13 @@ def cmd_config_diff(argv: list[str]) -> int:
     return 0
 
 
+def cmd_unlock(argv: list[str]) -> int:
+    Admin("unlock", argv, [o.Opt("hotfix", help="Retain changes across reboots"),
+                           o.Opt("transient", help="Mount overlayfs read-only by default")], "",
+          "Make the current deployment mutable (as a hotfix or development)")
+    raise OstreeError("admin unlock is not implemented by pyostree (it needs a booted deployment)")
+
+
 _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "init-fs": cmd_init_fs,
     "os-init": cmd_os_init,
@@ -556,4 +563,5 @@ _COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "pin": cmd_pin,
     "instutil": cmd_instutil,
     "config-diff": cmd_config_diff,
+    "unlock": cmd_unlock,
 }
