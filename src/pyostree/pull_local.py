@@ -95,7 +95,8 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
         try:
             if os.fstat(fd).st_size != info.size:
                 raise OstreeError(f"Corrupted file object {checksum}: size changed")
-            dest.write_content(info, src_fd=fd, expected=checksum)
+            dest.write_content(info, src_fd=fd, expected=None if trusted else checksum,
+                               trusted_checksum=checksum if trusted else None)
         finally:
             os.close(fd)
         return True
@@ -110,12 +111,14 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
             tmp.flush()
             if n != info.size:
                 raise OstreeError(f"Corrupted file object {checksum}: content is {n} bytes, header says {info.size}")
-            dest.write_content(info, src_fd=tmp.fileno(), expected=checksum)
+            dest.write_content(info, src_fd=tmp.fileno(), expected=None if trusted else checksum,
+                               trusted_checksum=checksum if trusted else None)
         return True
     data = co.read() if info.is_regular else b""
     if info.is_regular and len(data) != info.size:
         raise OstreeError(f"Corrupted file object {checksum}: content is {len(data)} bytes, header says {info.size}")
-    dest.write_content(info, data, expected=checksum)
+    dest.write_content(info, data, expected=None if trusted else checksum,
+                               trusted_checksum=checksum if trusted else None)
     return True
 
 

@@ -680,11 +680,14 @@ class Repo:
         self._meta_cache.pop((ObjectType.COMMIT_META, checksum), None)
 
     def write_content(self, info: FileInfo, data: bytes | None = None, *, src_fd: int | None = None,
-                      expected: str | None = None) -> str:
+                      expected: str | None = None, trusted_checksum: str | None = None) -> str:
         """Store a content object from *data* or from the readable *src_fd* (read from offset 0).
 
         Returns the checksum.  ``info.size`` must be the content length for
-        regular files.
+        regular files.  *trusted_checksum* stores the object under that
+        checksum without hashing it, as libostree does for trusted local
+        imports (``pull-local`` without ``--untrusted``); ``fsck`` still
+        catches a corrupt source later.
         """
         sdfd = self._require_txn()
         header = obj.file_header(info)
@@ -698,7 +701,9 @@ class Repo:
                     raise OstreeError("File changed size while being committed")
         if not is_reg:
             data = b""
-        if data is not None:
+        if trusted_checksum is not None:
+            checksum = obj.validate_checksum(trusted_checksum)
+        elif data is not None:
             checksum = hashlib.sha256(header + data).hexdigest() if len(data) < 65536 else _sha_two(header, data)
         else:
             assert src_fd is not None
