@@ -750,26 +750,8 @@ class _HttpPuller:
             os.close(fd)
         dest._finish_staged(tmp, csum, ObjectType.FILE)
         dest.stats["content_written"] += 1
-        dest.stats["content_bytes_written"] += info.size
+        dest.stats["content_bytes_written"] += info.size if info.is_regular else 0
 
     def _stage_raw(self, csum: str, data: bytes, info: obj.FileInfo) -> None:
         """Store a verified ``.filez`` into an archive repo byte for byte."""
-        dest = self.dest
-        key = csum + ObjectType.FILE.value
-        if key in dest._staged or dest.has_object_local(ObjectType.FILE, csum):
-            return
-        sdfd = dest._stage_prefix_dfd(csum)
-        tmp = f"tmp.pull.{os.getpid()}.{csum[2:12]}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=sdfd)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            if dest.per_object_fsync and not dest.disable_fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        dest._finish_staged(tmp, csum, ObjectType.FILE)
-        dest.stats["content_written"] += 1
-        dest.stats["content_bytes_written"] += info.size if info.is_regular else 0
+        self._stage_raw_file(csum, io.BytesIO(data), info)
