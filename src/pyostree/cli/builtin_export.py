@@ -13,14 +13,13 @@ OPTIONS = [
     Opt("subpath", None, STRING, "Checkout sub-directory PATH", "PATH"),
     Opt("prefix", None, STRING, "Add PATH as prefix to archive pathnames", "PATH"),
     Opt("output", "o", STRING, "Output to PATH ", "PATH"),
+    # listed for --help as ostree does; cli/main.py takes --repo wherever it stands
     Opt("repo", None, STRING, "Path to OSTree repository", "PATH"),
 ]
 
 
 def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, "export [OPTION…] COMMIT", "Stream COMMIT to stdout in tar format")
-    if o.repo:
-        ctx.repo_path = o.repo
     repo: Repo = ctx.open_repo()
     if not args:
         raise OstreeError("A COMMIT argument is required")

@@ -14,14 +14,13 @@ OPTIONS = [
     Opt("delete", None, FLAG, "Remove corrupted objects"),
     Opt("verify-bindings", None, FLAG, "Verify ref bindings"),
     Opt("verify-back-refs", None, FLAG, "Verify back-references (implies --verify-bindings)"),
+    # listed for --help as ostree does; cli/main.py takes --repo wherever it stands
     Opt("repo", None, STRING, "Path to OSTree repository", "PATH"),
 ]
 
 
 def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "fsck [OPTION…]", "Check the repository for consistency")
-    if o.repo:
-        ctx.repo_path = o.repo
     repo: Repo = ctx.open_repo()
     opts = FsckOptions(quiet=o.quiet, delete=o.delete, all=o.all, add_tombstones=o.add_tombstones,
                        verify_bindings=o.verify_bindings, verify_back_refs=o.verify_back_refs)

@@ -21,6 +21,7 @@ OPTIONS = [
     Opt("retain-branch-depth", None, STRINGS, "Additionally retain BRANCH=DEPTH commits", "BRANCH=DEPTH"),
     Opt("only-branch", None, STRINGS, "Only prune BRANCH (may be specified multiple times)", "BRANCH"),
     Opt("commit-only", None, FLAG, "Only traverse and delete commit objects."),
+    # listed for --help as ostree does; cli/main.py takes --repo wherever it stands
     Opt("repo", None, STRING, "Path to OSTree repository", "PATH"),
     Opt("verbose", "v", FLAG, "Print debug information during command processing"),
 ]
@@ -28,8 +29,6 @@ OPTIONS = [
 
 def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "prune [OPTION…]", "Search for unreachable objects")
-    if o.repo:
-        ctx.repo_path = o.repo
     repo: Repo = ctx.open_repo()
     if o.delete_commit and o.no_prune:
         raise OstreeError("Cannot specify both --delete-commit and --no-prune")

@@ -22,14 +22,13 @@ OPTIONS = [
     Opt("gpg-verify-summary", None, FLAG, "GPG verify summary (must specify --remote)"),
     Opt("disable-verify-bindings", None, FLAG, "Do not verify commit bindings"),
     Opt("depth", None, INT, "Traverse DEPTH parents (-1=infinite) (default: 0)", "DEPTH"),
+    # listed for --help as ostree does; cli/main.py takes --repo wherever it stands
     Opt("repo", None, STRING, "Path to OSTree repository", "PATH"),
 ]
 
 
 def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, "pull-local [OPTION…] SRC_REPO [REFS...]", "Copy data from SRC_REPO")
-    if o.repo:
-        ctx.repo_path = o.repo
     repo: Repo = ctx.open_repo()
     if not args:
         raise OstreeError("DESTINATION must be specified")

@@ -46,6 +46,8 @@ def _gsplit(text: str) -> list[str]:
 
 class Bootloader:
     name = "none"
+    config_path = ""
+    """The file whose presence selects this boot loader (``query``)."""
 
     @property
     def atomic(self) -> bool:
@@ -53,7 +55,9 @@ class Bootloader:
         return True
 
     def query(self, sysroot: Sysroot) -> bool:
-        raise NotImplementedError
+        if not self.config_path:
+            raise NotImplementedError
+        return exists_at(sysroot.fd, self.config_path) is not None
 
     def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
         raise NotImplementedError
@@ -65,9 +69,6 @@ class Bootloader:
 class Syslinux(Bootloader):
     name = "syslinux"
     config_path = "boot/syslinux/syslinux.cfg"
-
-    def query(self, sysroot: Sysroot) -> bool:
-        return exists_at(sysroot.fd, self.config_path) is not None
 
     def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
         lines = _gsplit(read_text_at(sysroot.fd, self.config_path))
@@ -123,9 +124,6 @@ class Syslinux(Bootloader):
 class Uboot(Bootloader):
     name = "U-Boot"
     config_path = "boot/loader/uEnv.txt"
-
-    def query(self, sysroot: Sysroot) -> bool:
-        return exists_at(sysroot.fd, self.config_path) is not None
 
     def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
         read_text_at(sysroot.fd, self.config_path)  # must be readable, as in ostree
