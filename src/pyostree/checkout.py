@@ -22,24 +22,23 @@ Everything below the destination root is done with directory fds and
 
 from __future__ import annotations
 
-import ctypes
 import enum
 import errno
-import hashlib
 import os
-import secrets
 import stat
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NoReturn
 
 from . import objects as obj
 from . import whiteouts as wh
 from .errors import OstreeError
 from .objects import FileInfo, ObjectType, Xattrs
-from .repo import ContentObject, Repo, RepoMode, copy_fd, list_xattrs, set_xattrs
+from .repo import ContentObject, Repo, RepoMode, _random_token, copy_fd, list_xattrs, set_xattrs
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 _IO_CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -62,36 +61,65 @@ class OverwriteMode(enum.StrEnum):
     UNION_IDENTICAL = "identical"
 
 
-@dataclass
 class CheckoutOptions:
-    """Options of :func:`checkout_tree`; defaults are ``ostree_repo_checkout_at``'s."""
+    """Options of :func:`checkout_tree`; defaults are ``ostree_repo_checkout_at``'s.
 
-    mode: CheckoutMode = CheckoutMode.NONE
-    overwrite: OverwriteMode = OverwriteMode.NONE
-    subpath: str = "/"
-    """Path inside the commit to check out; a directory or a single file."""
-    allow_noent: bool = False
-    """A missing subpath is not an error (nothing is checked out)."""
-    no_copy_fallback: bool = False
-    """``-H``: fail instead of copying when a file cannot be hardlinked."""
-    force_copy: bool = False
-    """``-C``: never hardlink."""
-    bareuseronly_dirs: bool = False
-    """``-M``: directory modes are masked with 0775."""
-    process_whiteouts: bool = False
-    """``--whiteouts``: OCI/aufs ``.wh.`` processing."""
-    process_passthrough_whiteouts: bool = False
-    """``--process-passthrough-whiteouts``: ``.ostree-wh.NAME`` -> char device 0:0."""
-    unquote_special_files: bool = False
-    """``--unquote-special-files``: ``.ostree-dev.NAME`` -> the device node/FIFO (see quoting.py)."""
-    enable_uncompressed_cache: bool = False
-    """Use (and fill) ``uncompressed-objects-cache`` for user-mode checkouts of archive repos."""
-    fsync: bool = False
-    """fsync every written file and directory."""
-    skip_paths: frozenset[str] = field(default_factory=frozenset)
-    """Absolute paths (relative to the subpath root; directories end in ``/``) to skip."""
-    filter: Callable[[str, int], bool] | None = None
-    """Called as ``filter(path, mode)``; return False to skip the entry."""
+    A plain class (keyword arguments, :meth:`replace`), not a dataclass:
+    importing dataclasses costs more start-up time than a small checkout.
+    """
+
+    __slots__ = ("allow_noent", "bareuseronly_dirs", "enable_uncompressed_cache", "filter",
+                 "force_copy", "fsync", "mode", "no_copy_fallback", "overwrite",
+                 "process_passthrough_whiteouts", "process_whiteouts", "skip_paths", "subpath",
+                 "unquote_special_files")
+
+    def __init__(self, *, mode: CheckoutMode = CheckoutMode.NONE,
+                 overwrite: OverwriteMode = OverwriteMode.NONE, subpath: str = "/",
+                 allow_noent: bool = False, no_copy_fallback: bool = False, force_copy: bool = False,
+                 bareuseronly_dirs: bool = False, process_whiteouts: bool = False,
+                 process_passthrough_whiteouts: bool = False, unquote_special_files: bool = False,
+                 enable_uncompressed_cache: bool = False, fsync: bool = False,
+                 skip_paths: frozenset[str] = frozenset(),
+                 filter: Callable[[str, int], bool] | None = None) -> None:
+        self.mode = mode
+        self.overwrite = overwrite
+        self.subpath = subpath
+        """Path inside the commit to check out; a directory or a single file."""
+        self.allow_noent = allow_noent
+        """A missing subpath is not an error (nothing is checked out)."""
+        self.no_copy_fallback = no_copy_fallback
+        """``-H``: fail instead of copying when a file cannot be hardlinked."""
+        self.force_copy = force_copy
+        """``-C``: never hardlink."""
+        self.bareuseronly_dirs = bareuseronly_dirs
+        """``-M``: directory modes are masked with 0775."""
+        self.process_whiteouts = process_whiteouts
+        """``--whiteouts``: OCI/aufs ``.wh.`` processing."""
+        self.process_passthrough_whiteouts = process_passthrough_whiteouts
+        """``--process-passthrough-whiteouts``: ``.ostree-wh.NAME`` -> char device 0:0."""
+        self.unquote_special_files = unquote_special_files
+        """``--unquote-special-files``: ``.ostree-dev.NAME`` -> the device node/FIFO (see quoting.py)."""
+        self.enable_uncompressed_cache = enable_uncompressed_cache
+        """Use (and fill) ``uncompressed-objects-cache`` for user-mode checkouts of archive repos."""
+        self.fsync = fsync
+        """fsync every written file and directory."""
+        self.skip_paths = skip_paths
+        """Absolute paths (relative to the subpath root; directories end in ``/``) to skip."""
+        self.filter = filter
+        """Called as ``filter(path, mode)``; return False to skip the entry."""
+
+    def replace(self, **changes: object) -> CheckoutOptions:
+        """A copy with *changes* applied (as ``dataclasses.replace``)."""
+        kw: dict[str, object] = {n: getattr(self, n) for n in self.__slots__}
+        for k in changes:
+            if k not in kw:
+                raise TypeError(f"CheckoutOptions has no option {k!r}")
+        kw.update(changes)
+        return CheckoutOptions(**kw)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"CheckoutOptions({args})"
 
     def validate(self) -> None:
         if self.force_copy and self.no_copy_fallback:
@@ -103,24 +131,16 @@ class CheckoutOptions:
 # ---------------------------------------------------------------------------
 # libc helpers
 
-_UTIME_OMIT = (1 << 30) - 2
-_libc: ctypes.CDLL | None = None
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
 def _futimens_mtime_zero(fd: int) -> None:
-    """futimens(fd, {atime: UTIME_OMIT, mtime: 0}) as ostree does for directories."""
-    global _libc
-    if _libc is None:
-        # the process's own symbols include libc; ctypes.util.find_library would fork ldconfig
-        _libc = ctypes.CDLL(None, use_errno=True)
-    times = (_Timespec * 2)(_Timespec(0, _UTIME_OMIT), _Timespec(0, 0))
-    if _libc.futimens(fd, times) != 0:
-        e = ctypes.get_errno()
-        raise OstreeError(f"futimens: {os.strerror(e)}", errno=e)
+    """mtime 0 with atime kept, as ostree's futimens(fd, {UTIME_OMIT, 0}) for directories.
+
+    os.utime has no UTIME_OMIT; re-setting the atime just read is the same and
+    cheaper than calling futimens through ctypes (import and per-call cost).
+    """
+    try:
+        os.utime(fd, ns=(os.fstat(fd).st_atime_ns, 0))
+    except OSError as e:
+        raise OstreeError(f"futimens: {os.strerror(e.errno or 0)}", errno=e.errno) from None
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -662,7 +682,7 @@ class _Checkout:
     @staticmethod
     def _tmp_link(srcfd: int, loose: str, dfd: int) -> str:
         for _ in range(128):
-            tmp = ".checkout-union-" + secrets.token_hex(4)
+            tmp = ".checkout-union-" + _random_token(8)
             try:
                 os.link(loose, tmp, src_dir_fd=srcfd, dst_dir_fd=dfd, follow_symlinks=False)
                 return tmp
@@ -684,7 +704,7 @@ class _Checkout:
             return obj.content_checksum(FileInfo(st.st_mode, uid, gid, 0, target, xattrs))
         if not stat.S_ISREG(st.st_mode):
             return ""
-        h = hashlib.sha256(obj.file_header(FileInfo(st.st_mode, uid, gid, st.st_size, "", xattrs)))
+        h = obj.sha256(obj.file_header(FileInfo(st.st_mode, uid, gid, st.st_size, "", xattrs)))
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
             while True:
@@ -711,7 +731,7 @@ class _Checkout:
             pass
         tmpdfd = os.open("tmp", _DIR_FLAGS, dir_fd=repo.dfd)
         try:
-            tmp = "checkout-cache-" + secrets.token_hex(6)
+            tmp = "checkout-cache-" + _random_token(12)
             fd = os.open(tmp, _CREATE_FLAGS, 0o600, dir_fd=tmpdfd)
             try:
                 try:
@@ -837,7 +857,7 @@ class _Checkout:
                     wh.rm_rf_at(dfd, name)
                 else:
                     replace = True
-                    target_name = ".checkout-union-" + secrets.token_hex(4)
+                    target_name = ".checkout-union-" + _random_token(8)
         try:
             fd = os.open(target_name, _CREATE_FLAGS, 0o600, dir_fd=dfd)
         except FileExistsError:
@@ -916,12 +936,14 @@ def _unlink_quiet(dfd: int, name: str) -> None:
 # public API
 
 
-@dataclass
 class _Resolved:
-    is_dir: bool
-    name: str
-    checksum: str  # dirtree or content checksum
-    meta: str = ""
+    __slots__ = ("checksum", "is_dir", "meta", "name")
+
+    def __init__(self, is_dir: bool, name: str, checksum: str, meta: str = "") -> None:
+        self.is_dir = is_dir
+        self.name = name
+        self.checksum = checksum  # dirtree or content checksum
+        self.meta = meta
 
 
 def _resolve_subpath(repo: Repo, root_tree: str, root_meta: str, subpath: str) -> _Resolved | None:
@@ -1025,6 +1047,4 @@ def _split_destination(dest: str) -> tuple[str, str]:
 
 
 def _replace(o: CheckoutOptions, **kw: object) -> CheckoutOptions:
-    import dataclasses
-
-    return dataclasses.replace(o, **kw)  # type: ignore[arg-type]
+    return o.replace(**kw)

@@ -54,7 +54,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from . import gvariant
 from . import objects as obj
@@ -62,6 +61,10 @@ from .errors import OstreeError
 from .gvariant import Variant
 from .objects import FileInfo, ObjectType, varuint64
 from .repo import Repo, rm_rf_at
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 SUPERBLOCK_TYPE = "(a{sv}tayay" + obj.COMMIT_TYPE + "aya(uayttay)a(yaytt))"
 META_ENTRY_TYPE = "(uayttay)"

@@ -12,12 +12,13 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from . import objects as obj
 from .errors import NotFoundError, OstreeError, os_error
 from .objects import DirMeta, FileInfo
 from .treewalk import Node
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from .repo import Repo

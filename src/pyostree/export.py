@@ -13,11 +13,14 @@ from __future__ import annotations
 import stat
 import sys
 import tarfile
-from typing import BinaryIO
 
 from .errors import NotFoundError, OstreeError
 from .objects import DirMeta
 from .repo import Repo
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 def _resolve_subpath(repo: Repo, contents: str, meta: str, subpath: str) -> tuple[str, str | None, str]:

@@ -15,14 +15,16 @@ import os
 import stat
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TextIO
 
 from . import gvariant
 from . import objects as obj
 from .errors import NotFoundError, OstreeError
 from .objects import Commit, DirTree, ObjectType
 from .repo import Repo, write_file_atomic
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import TextIO
 
 ObjectName = tuple[str, ObjectType]
 """(checksum, type) of one object."""
@@ -413,14 +415,16 @@ def _resolve_collection_ref(repo: Repo, collection_id: str, ref: str) -> str | N
 # the fsck run
 
 
-@dataclass
 class FsckOptions:
-    quiet: bool = False
-    delete: bool = False
-    all: bool = False
-    add_tombstones: bool = False
-    verify_bindings: bool = False
-    verify_back_refs: bool = False
+    def __init__(self, *, quiet: bool = False, delete: bool = False, all: bool = False,
+                 add_tombstones: bool = False, verify_bindings: bool = False,
+                 verify_back_refs: bool = False) -> None:
+        self.quiet = quiet
+        self.delete = delete
+        self.all = all
+        self.add_tombstones = add_tombstones
+        self.verify_bindings = verify_bindings
+        self.verify_back_refs = verify_back_refs
 
 
 class _Fsck:

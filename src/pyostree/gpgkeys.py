@@ -12,10 +12,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import TYPE_CHECKING
 
 from .errors import OstreeError
 from .remotes import get_remote
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from .repo import Repo

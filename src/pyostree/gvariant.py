@@ -35,22 +35,55 @@ from __future__ import annotations
 
 import re
 import struct
-import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _category(ch: str) -> str:
+    import unicodedata  # only the text printer needs it; costs start-up time
+
+    return unicodedata.category(ch)
 
 
 class GVariantError(ValueError):
     """Malformed serialized data or an invalid type string."""
 
 
-@dataclass(frozen=True, slots=True)
 class Variant:
-    """A value boxed together with its type (GVariant ``v``)."""
+    """A value boxed together with its type (GVariant ``v``); immutable.
 
+    A plain class rather than a frozen dataclass: importing dataclasses costs
+    more start-up time than the whole codec.
+    """
+
+    __slots__ = ("type", "value")
     type: str
     value: Any
+
+    def __init__(self, type: str, value: Any) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Variant is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Variant is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Variant:
+            return NotImplemented
+        assert isinstance(other, Variant)
+        return self.type == other.type and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.value))
+
+    def __repr__(self) -> str:
+        return f"Variant(type={self.type!r}, value={self.value!r})"
 
 
 _BASIC_FIXED = {
@@ -468,7 +501,7 @@ def _quote(s: str) -> str:
     for ch in s:
         if ch == q or ch == "\\":
             out.append("\\" + ch)
-        elif unicodedata.category(ch) not in ("Cc", "Cf", "Cn", "Cs"):  # g_unichar_isprint
+        elif _category(ch) not in ("Cc", "Cf", "Cn", "Cs"):  # g_unichar_isprint
             out.append(ch)
         elif ch in _ESCAPES:
             out.append("\\" + _ESCAPES[ch])

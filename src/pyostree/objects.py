@@ -13,15 +13,17 @@ byte-swaps to big-endian (uid, gid, mode, timestamp, sizes) are swapped here too
 from __future__ import annotations
 
 import enum
-import hashlib
 import stat
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from . import gvariant
 from .errors import OstreeError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    import hashlib
+    from typing import Any
 
 Xattrs = list[tuple[bytes, bytes]]
 """Extended attributes as ostree stores them: (name with trailing NUL, value), sorted."""
@@ -67,7 +69,7 @@ OBJECT_VARIANT_TYPES = {
 }
 
 MAX_METADATA_SIZE = 10 * 1024 * 1024
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256(b"")
 
 
 def _be32(v: int) -> int:
@@ -150,12 +152,39 @@ def xattr_name(stored: bytes) -> bytes:
 # Metadata objects
 
 
-@dataclass
-class DirMeta:
-    uid: int
-    gid: int
-    mode: int
-    xattrs: Xattrs = field(default_factory=list)
+class _Record:
+    """Plain value classes: __init__ by hand, equality and repr over __slots__.
+
+    Not dataclasses: importing dataclasses (and inspect with it) costs more
+    start-up time than every pyostree module together, and slots keep the
+    per-file objects of a big tree small.
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{self.__class__.__name__}({args})"
+
+
+class DirMeta(_Record):
+    __slots__ = ("uid", "gid", "mode", "xattrs")  # noqa: RUF023  (field order)
+
+    def __init__(self, uid: int, gid: int, mode: int, xattrs: Xattrs | None = None) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.xattrs: Xattrs = xattrs if xattrs is not None else []
 
     def serialize(self) -> bytes:
         return gvariant.serialize(
@@ -168,12 +197,15 @@ class DirMeta:
         return cls(_be32(uid), _be32(gid), _be32(mode), [(bytes(n), bytes(v)) for n, v in xattrs])
 
 
-@dataclass
-class DirTree:
-    files: list[tuple[str, str]] = field(default_factory=list)
-    """(name, content checksum), sorted by name."""
-    dirs: list[tuple[str, str, str]] = field(default_factory=list)
-    """(name, dirtree checksum, dirmeta checksum), sorted by name."""
+class DirTree(_Record):
+    __slots__ = ("files", "dirs")  # noqa: RUF023  (field order)
+
+    def __init__(self, files: list[tuple[str, str]] | None = None,
+                 dirs: list[tuple[str, str, str]] | None = None) -> None:
+        self.files: list[tuple[str, str]] = files if files is not None else []
+        """(name, content checksum), sorted by name."""
+        self.dirs: list[tuple[str, str, str]] = dirs if dirs is not None else []
+        """(name, dirtree checksum, dirmeta checksum), sorted by name."""
 
     def serialize(self) -> bytes:
         return gvariant.serialize(
@@ -199,16 +231,21 @@ class DirTree:
         return tree
 
 
-@dataclass
-class Commit:
-    metadata: list[tuple[str, gvariant.Variant]]
-    parent: str | None
-    related: list[tuple[str, bytes]]
-    subject: str
-    body: str
-    timestamp: int
-    root_contents: str
-    root_meta: str
+class Commit(_Record):
+    __slots__ = ("metadata", "parent", "related", "subject", "body",  # noqa: RUF023  (field order)
+                 "timestamp", "root_contents", "root_meta")
+
+    def __init__(self, metadata: list[tuple[str, gvariant.Variant]], parent: str | None,
+                 related: list[tuple[str, bytes]], subject: str, body: str, timestamp: int,
+                 root_contents: str, root_meta: str) -> None:
+        self.metadata = metadata
+        self.parent = parent
+        self.related = related
+        self.subject = subject
+        self.body = body
+        self.timestamp = timestamp
+        self.root_contents = root_contents
+        self.root_meta = root_meta
 
     def serialize(self) -> bytes:
         return gvariant.serialize(
@@ -257,16 +294,19 @@ def metadata_lookup(md: list[tuple[str, gvariant.Variant]], key: str) -> Any:
 # Content objects
 
 
-@dataclass
-class FileInfo:
+class FileInfo(_Record):
     """Metadata of a content object (what the file header carries)."""
 
-    mode: int
-    uid: int = 0
-    gid: int = 0
-    size: int = 0
-    symlink_target: str = ""
-    xattrs: Xattrs = field(default_factory=list)
+    __slots__ = ("mode", "uid", "gid", "size", "symlink_target", "xattrs")  # noqa: RUF023  (field order)
+
+    def __init__(self, mode: int, uid: int = 0, gid: int = 0, size: int = 0,
+                 symlink_target: str = "", xattrs: Xattrs | None = None) -> None:
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.symlink_target = symlink_target
+        self.xattrs: Xattrs = xattrs if xattrs is not None else []
 
     @property
     def is_symlink(self) -> bool:
@@ -366,15 +406,23 @@ def filemeta_parse(data: bytes, what: str) -> tuple[int, int, int, Xattrs]:
     return _be32(uid), _be32(gid), _be32(mode), [(bytes(n), bytes(v)) for n, v in xattrs]
 
 
+def sha256(data: bytes = b"") -> hashlib._Hash:
+    """hashlib.sha256, imported on first use: loading OpenSSL costs start-up
+    time that commands which never hash (checkout, refs, ...) should not pay."""
+    from hashlib import sha256 as _sha256
+
+    return _sha256(data)
+
+
 def content_checksum(info: FileInfo, content: bytes = b"") -> str:
-    h = hashlib.sha256(file_header(info))
+    h = sha256(file_header(info))
     if stat.S_ISREG(info.mode):
         h.update(content)
     return h.hexdigest()
 
 
 def metadata_checksum(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 def validate_bareuseronly_mode(mode: int, checksum: str) -> None:

@@ -32,7 +32,6 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from . import gvariant
@@ -46,6 +45,10 @@ from .objects import ObjectType
 from .pull_local import PullStats, import_object
 from .remotes import list_remotes
 from .repo import Repo, RepoMode
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 _MAX_SUMMARY_SIZE = 50 * 1024 * 1024
 _MAX_CONTENT_SIZE = 8 * 1024 * 1024 * 1024

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import TYPE_CHECKING
 
 from .errors import OstreeError, os_error
 from .refs import parse_refspec, validate_collection_id, validate_remote_name
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from .repo import Repo

@@ -9,10 +9,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import TYPE_CHECKING
 
 from . import objects as obj
 from .errors import NotFoundError, OstreeError, os_error
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from .repo import Repo

@@ -19,25 +19,23 @@ from __future__ import annotations
 import enum
 import errno
 import fcntl
-import hashlib
 import os
-import secrets
 import stat
 import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 from . import gvariant
 from . import objects as obj
 from .errors import NotFoundError, OstreeError, os_error
 from .keyfile import KeyFile
 from .objects import Commit, DirMeta, DirTree, FileInfo, ObjectType, Xattrs
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+    from typing import Any, BinaryIO
 
 OSTREE_TIMESTAMP = 0
 DEFAULT_ZLIB_LEVEL = 6
@@ -117,8 +115,17 @@ def set_xattrs(target: str | int, xattrs: Xattrs, *, follow: bool = False) -> No
             os.setxattr(target, n, value, follow_symlinks=follow)
 
 
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _random_token(n: int) -> str:
+    """*n* random alphanumerics (as glnx's temporary names); not the secrets
+    module, whose imports cost start-up time."""
+    return "".join(_ALNUM[b % 62] for b in os.urandom(n))
+
+
 def _random_name(prefix: str = "tmp.") -> str:
-    return prefix + secrets.token_hex(6)
+    return prefix + _random_token(12)
 
 
 def _boot_id() -> str:
@@ -135,15 +142,17 @@ def _boot_id() -> str:
 # ---------------------------------------------------------------------------
 
 
-@dataclass
 class ContentObject:
     """A content object's metadata and where its data lives."""
 
-    checksum: str
-    info: FileInfo
-    repo: Repo
-    relpath: str
-    """Path of the loose object relative to its repository directory."""
+    __slots__ = ("checksum", "info", "repo", "relpath")  # noqa: RUF023  (field order)
+
+    def __init__(self, checksum: str, info: FileInfo, repo: Repo, relpath: str) -> None:
+        self.checksum = checksum
+        self.info = info
+        self.repo = repo
+        self.relpath = relpath
+        """Path of the loose object relative to its repository directory."""
 
     def open(self) -> BinaryIO:
         """A stream of the file's content (decompressed for archive repos)."""
@@ -541,7 +550,7 @@ class Repo:
         except FileExistsError:
             pass
         self._tmp_dfd = self._open_dir("tmp")
-        name = f"staging-{_boot_id()}-{secrets.token_urlsafe(6).replace('-', 'X').replace('_', 'Y')}"
+        name = f"staging-{_boot_id()}-{_random_token(6)}"
         os.mkdir(name, 0o755, dir_fd=self._tmp_dfd)
         self._staging_name = name
         self._staging_dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._tmp_dfd)
@@ -639,7 +648,7 @@ class Repo:
     def write_metadata(self, objtype: ObjectType, data: bytes, expected: str | None = None) -> str:
         """Store a metadata object; returns its checksum."""
         sdfd = self._require_txn()
-        checksum = hashlib.sha256(data).hexdigest()
+        checksum = obj.sha256(data).hexdigest()
         if expected is not None and expected != checksum:
             raise OstreeError(f"Corrupted {objtype.value} object; checksum expected='{expected}' actual='{checksum}'")
         self.stats["metadata_total"] += 1
@@ -704,10 +713,10 @@ class Repo:
         if trusted_checksum is not None:
             checksum = obj.validate_checksum(trusted_checksum)
         elif data is not None:
-            checksum = hashlib.sha256(header + data).hexdigest() if len(data) < 65536 else _sha_two(header, data)
+            checksum = obj.sha256(header + data).hexdigest() if len(data) < 65536 else _sha_two(header, data)
         else:
             assert src_fd is not None
-            h = hashlib.sha256(header)
+            h = obj.sha256(header)
             off = 0
             while True:
                 chunk = os.pread(src_fd, _CHUNK, off)
@@ -993,7 +1002,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _sha_two(a: bytes, b: bytes) -> str:
-    h = hashlib.sha256(a)
+    h = obj.sha256(a)
     h.update(b)
     return h.hexdigest()
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import TYPE_CHECKING
 
 from . import gvariant
 from .errors import OstreeError
 from .objects import ObjectType
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from .repo import Repo

@@ -12,13 +12,16 @@ objects have both sizes equal to their length.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from . import gvariant
 from .commit import MutableTree, _LazyTree
 from .errors import OstreeError
 from .objects import ObjectType, varuint64
 from .repo import Repo, RepoMode
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 Metadata = list[tuple[str, gvariant.Variant]]
 

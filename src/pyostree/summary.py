@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from typing import TYPE_CHECKING, Any
 
 from . import gvariant
 from .bootable import ghash_order
@@ -22,7 +21,11 @@ from .gvariant import Variant
 from .objects import Commit, ObjectType, _be64
 from .reflist import list_collection_refs, list_refs_ext
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from .repo import Repo
 
 SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"

@@ -12,12 +12,15 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import NotFoundError, OstreeError
 from .objects import FileInfo, Xattrs
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from .repo import Repo
 
 MAX_SYMLINK_DEPTH = 40

@@ -24,17 +24,20 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Literal
 
 from .errors import OstreeError
 from .objects import Xattrs, xattr_name
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Overwrite = Literal["none", "union", "add", "identical"]
+    """What to do when the destination name already exists (see checkout.OverwriteMode)."""
+
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT_NAME = ".wh..wh..opq"
 PASSTHROUGH_PREFIX = ".ostree-wh."
-
-Overwrite = Literal["none", "union", "add", "identical"]
-"""What to do when the destination name already exists (see checkout.OverwriteMode)."""
 
 _ALLPERMS = 0o7777
 

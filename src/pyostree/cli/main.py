@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from .. import OSTREE_COMPAT_VERSION
 from ..errors import OstreeError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from ..repo import Repo
@@ -117,8 +118,6 @@ def _usage(out: object = None) -> str:
 
 def _find_extension(argv: list[str]) -> str | None:
     """``ostree-VERB`` for the first non-option argument if VERB is no builtin (as ostree)."""
-    import shutil
-
     for a in argv:
         if not a or a.startswith("-"):
             continue
@@ -128,6 +127,8 @@ def _find_extension(argv: list[str]) -> str | None:
         lib = f"/usr/lib/ostree/{ext}"
         if os.path.exists(lib):
             return lib
+        import shutil
+
         return ext if shutil.which(ext) else None
     return None
 

@@ -8,10 +8,12 @@ ends option parsing.  Unknown options are an error (``Unknown option --x``).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import Any
 
 from ..errors import OstreeError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 FLAG = "flag"
 STRING = "string"
@@ -20,16 +22,22 @@ INT = "int"
 CALLBACK = "callback"
 
 
-@dataclass
 class Opt:
-    long: str
-    short: str | None = None
-    kind: str = FLAG
-    help: str = ""
-    metavar: str = ""
-    dest: str | None = None
-    optional_value: bool = False  # flag that may take =VALUE
-    show_metavar: bool = True  # False: help shows just --opt (GOption entry without arg_description)
+    """One option's spec (a plain class: dataclasses cost start-up time)."""
+
+    __slots__ = ("dest", "help", "kind", "long", "metavar", "optional_value", "short", "show_metavar")
+
+    def __init__(self, long: str, short: str | None = None, kind: str = FLAG, help: str = "",
+                 metavar: str = "", dest: str | None = None, optional_value: bool = False,
+                 show_metavar: bool = True) -> None:
+        self.long = long
+        self.short = short
+        self.kind = kind
+        self.help = help
+        self.metavar = metavar
+        self.dest = dest
+        self.optional_value = optional_value  # flag that may take =VALUE
+        self.show_metavar = show_metavar  # False: help shows just --opt (no arg_description)
 
     @property
     def key(self) -> str:

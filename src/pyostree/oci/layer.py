@@ -25,7 +25,6 @@ import os
 import stat
 import tarfile
 import tempfile
-from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 from .. import objects as obj
@@ -35,6 +34,10 @@ from ..objects import DirMeta, FileInfo, Xattrs
 from ..quoting import OPAQUE_MARKER, SPECIAL_PREFIX, WHITEOUT_PREFIX, special_content
 from ..repo import Repo, RepoMode
 from .source import VerifyingReader
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 OCI_WHITEOUT = ".wh."
 OCI_OPAQUE = ".wh..wh..opq"

@@ -14,9 +14,12 @@ import platform
 import re
 import tarfile
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 from ..errors import OstreeError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 MEDIA_INDEX = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import TYPE_CHECKING
 
 from ..errors import OstreeError
 from .fsutil import exists_at, read_text_at, replace_contents_at
 from .kargs import KernelArgs
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from .core import Sysroot
