@@ -134,7 +134,20 @@ class Tool:
         return self.argv + ([f"--repo={repo}"] if repo else []) + list(args)
 
 
-def find_pyostree() -> list[str]:
+def make_launcher() -> list[str] | None:
+    """The direct launcher of scripts/make-launcher.sh (``python -ES``, paths preset).
+
+    It is what the test suite runs and what README recommends where start-up
+    matters: it skips version-manager shims and site's .pth processing, which
+    on some machines imports heavy modules at every start.
+    """
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "make-launcher.sh")],
+                       env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True)
+    path = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else ""
+    return [path] if path and os.access(path, os.X_OK) else None
+
+
+def find_console_script() -> list[str]:
     """The installed console script next to this interpreter, else ``python -m pyostree``."""
     cand = os.path.join(os.path.dirname(sys.executable), "pyostree")
     if os.access(cand, os.X_OK):
@@ -354,8 +367,11 @@ class Bench:
         self.args = args
         self.cache = os.path.abspath(args.cache_dir)
         self.work = os.path.join(self.cache, "work")
-        self.tools = [Tool("pyostree", shlex.split(args.pyostree) if args.pyostree else find_pyostree()),
-                      Tool("ostree", shlex.split(args.ostree))]
+        launcher = None if (args.pyostree or args.console_script) else make_launcher()
+        self.launcher = launcher is not None
+        py_argv = shlex.split(args.pyostree) if args.pyostree else (launcher or find_console_script())
+        self.tools = [Tool("pyostree", py_argv), Tool("ostree", shlex.split(args.ostree))]
+        self.console_startup: dict[str, Any] = {}
         self.ostree = self.tools[1]
         self.results: list[Result] = []
         self.trees: dict[str, dict[str, Any]] = {}
@@ -505,14 +521,28 @@ class Bench:
         self.init_repo(repo, "bare")
         for b in ("a", "b/c", "d"):
             quiet(self.ostree.cmd(repo, "commit", "-b", b, "--fsync=false", os.path.join(small, "tree")))
-        interp = [sys.executable, "-c", "pass"]
+        # the floor is the interpreter's own start-up, run the way pyostree is run
+        interp = [sys.executable] + (["-ES"] if self.launcher else []) + ["-c", "pass"]
+        label = "python -ES -c pass" if self.launcher else "python -c pass"
         if self.want("startup-version"):
             ops.append(Op("startup-version", "--version (start-up)", lambda t: t.cmd(None, "--version"),
-                          floor=interp, floor_label="python -c pass"))
+                          floor=interp, floor_label=label))
+            if self.launcher:
+                self.console_startup = self.time_console_script()
         if self.want("startup-refs"):
             ops.append(Op("startup-refs", "refs on a small repo", lambda t: t.cmd(repo, "refs"),
-                          floor=interp, floor_label="python -c pass"))
+                          floor=interp, floor_label=label))
         return ops
+
+    def time_console_script(self) -> dict[str, Any]:
+        """--version through the pip console script and ``python -c pass`` (both with site)."""
+        out: dict[str, Any] = {}
+        for key, argv in (("console_version", [*find_console_script(), "--version"]),
+                          ("python_site", [sys.executable, "-c", "pass"])):
+            runs = [run_measured(argv) for _ in range(max(self.args.reps, 5) + 1)][1:]
+            ok = [r.secs for r in runs if r.rc == 0]
+            out[key] = round(statistics.median(ok), 4) if ok else None
+        return out
 
     # -- scaling ------------------------------------------------------------
     def run_scaling(self, sizes: list[int]) -> None:
@@ -600,7 +630,9 @@ class Bench:
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": machine,
             "config": {"reps": self.args.reps, "warmup": self.args.warmup, "quick": self.args.quick,
-                       "statistic": "median", "tools": {t.name: t.argv for t in self.tools}},
+                       "statistic": "median", "tools": {t.name: t.argv for t in self.tools},
+                       "launcher": self.launcher},
+            "console_startup": self.console_startup,
             "trees": self.trees,
             "results": [r.to_json() for r in self.results],
             "scaling": self.scaling,
@@ -729,6 +761,14 @@ def markdown(rep: dict[str, Any]) -> str:
         out.append(f"- tree **{name}**: {t['entries']} entries, {t['bytes'] / 1e6:.0f} MB"
                    + (f" ({t['note']})" if t.get("note") else "")
                    + (f"; commit checksums pyostree vs ostree — {same}" if same else ""))
+    if cfg.get("launcher"):
+        out.append("- pyostree runs through the direct launcher (`scripts/make-launcher.sh`: "
+                   "`python -ES`, paths preset), as the test suite runs it.")
+    cs = rep.get("console_startup") or {}
+    if cs.get("console_version") and cs.get("python_site"):
+        out.append(f"- through the pip console script instead, `pyostree --version` takes "
+                   f"{cs['console_version'] * 1e3:.0f} ms; this machine's `python -c pass` with site "
+                   f"(.pth start-up hooks included) alone takes {cs['python_site'] * 1e3:.0f} ms.")
     out += ["", "| " + " | ".join(HEAD) + " |", "|" + "|".join("---" for _ in HEAD) + "|"]
     for r in rep["results"]:
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in _row(r)) + " |")
@@ -748,7 +788,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scaling", action="store_true", help="also run the generated-tree scaling series")
     ap.add_argument("--scaling-sizes", default="100000,300000",
                     help="file counts for --scaling (default 100000,300000; add 1000000 to go big)")
-    ap.add_argument("--pyostree", help="pyostree command (default: the installed console script)")
+    ap.add_argument("--pyostree", help="pyostree command (default: the direct launcher of "
+                    "scripts/make-launcher.sh, as the test suite runs it)")
+    ap.add_argument("--console-script", action="store_true",
+                    help="run pyostree through the pip console script (site and all) instead")
     ap.add_argument("--ostree", default="ostree", help="C ostree command (default: ostree)")
     ap.add_argument("--cache-dir", default=DEFAULT_CACHE, help="trees and scratch space (default .cache/bench)")
     ap.add_argument("--json", default=os.path.join(DEFAULT_RESULTS, "latest.json"))
