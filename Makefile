@@ -2,7 +2,7 @@
 PYTHON ?= python3
 SUITE := ../shared/conformance/run-ostree-suite
 
-.PHONY: deps demo test lint typecheck unit conformance bench clean
+.PHONY: deps demo test lint typecheck unit conformance bench launcher clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -36,6 +36,11 @@ test: lint typecheck unit conformance
 
 bench: deps
 	$(PYTHON) bench/bench.py
+
+# A start-up-lean `pyostree` (python -ES, paths preset) in $(PREFIX)/bin.
+PREFIX ?= /usr/local
+launcher: deps
+	@bash scripts/make-launcher.sh $(PREFIX)/bin/pyostree
 
 clean:
 	rm -rf .cache build *.egg-info .mypy_cache .ruff_cache .pytest_cache
