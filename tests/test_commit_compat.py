@@ -303,8 +303,21 @@ def _table(out: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in out.strip().splitlines())
 
 
+@pytest.mark.parametrize("d_ino", ["exact", "stat"])
 @pytest.mark.parametrize("mode", ["bare", "bare-user"])
-def test_link_checkout_speedup_and_devino(tmp_path: Path, mode: str) -> None:
+def test_link_checkout_speedup_and_devino(tmp_path: Path, mode: str, d_ino: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyostree import commit
+
+    if d_ino == "stat":  # as on a filesystem whose d_ino cannot be trusted: every inode from a stat
+        monkeypatch.setattr(commit, "exact_d_ino_dev", lambda dfd: None)
+    else:
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            if commit.exact_d_ino_dev(fd) is None:
+                pytest.skip("tmp_path is not on ext4/xfs/btrfs/tmpfs (or has mounts below)")
+        finally:
+            os.close(fd)
     tree = gen_tree(tmp_path / "tree", 9, xattrs=False)
     pair = make_pair(tmp_path, mode)
     ts = "--timestamp=2020-01-01"
@@ -484,3 +497,28 @@ def test_commit_tree_containing_the_repo(tmp_path: Path) -> None:
     r = pyrun("--repo=./repo", "commit", "-b", "self", "--timestamp=@1234567890", cwd=work)
     assert r.rc == 0
     assert "no errors found" in crun(f"--repo={work / 'repo'}", "fsck").out
+
+
+def test_serialize_dirtree_matches_generic() -> None:
+    """commit.serialize_dirtree is DirTree.serialize, for every offset width."""
+    from pyostree.commit import serialize_dirtree
+    from pyostree.objects import DirTree
+
+    rng = random.Random(5)
+    alphabet = "abcXYZ019._-~ éü€😀"
+
+    def name() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 5, 40, 200, 300])))
+
+    def csum() -> str:
+        return rng.randbytes(32).hex()
+
+    for n_files, n_dirs in [(0, 0), (1, 0), (0, 1), (3, 2), (1, 1), (40, 3), (2000, 0), (0, 900), (700, 700)]:
+        files = {name(): csum() for _ in range(n_files)}
+        dirs = {name(): (csum(), csum()) for _ in range(n_dirs)}
+        for n in list(dirs):
+            files.pop(n, None)
+        dl = [(n, t, m) for n, (t, m) in dirs.items()]
+        want = DirTree(sorted(files.items(), key=lambda p: p[0].encode()),
+                       sorted(dl, key=lambda p: p[0].encode())).serialize()
+        assert serialize_dirtree(list(files.items()), dl) == want, (n_files, n_dirs)

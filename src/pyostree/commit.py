@@ -13,13 +13,12 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
 from . import gvariant
 from . import objects as obj
 from .errors import OstreeError, os_error
-from .objects import Commit, DirMeta, DirTree, FileInfo, ObjectType
+from .objects import Commit, DirMeta, FileInfo, ObjectType
 from .repo import Repo, RepoMode, list_xattrs
 
 Metadata = list[tuple[str, gvariant.Variant]]
@@ -30,13 +29,15 @@ class FilterResult:
     SKIP = 1
 
 
-@dataclass
 class QuotedEntry:
     """A regular file standing in for something ostree cannot store (see ``quoting.py``)."""
 
-    name: str
-    info: FileInfo
-    content: bytes = b""
+    __slots__ = ("content", "info", "name")
+
+    def __init__(self, name: str, info: FileInfo, content: bytes = b"") -> None:
+        self.name = name
+        self.info = info
+        self.content = content
 
 
 SpecialCallback = Callable[[str, os.stat_result, obj.Xattrs], "QuotedEntry | None"]
@@ -46,33 +47,47 @@ DirExtrasCallback = Callable[[str, int, bool], "list[QuotedEntry]"]
 (e.g. the opaque marker)."""
 
 
-@dataclass
 class CommitModifier:
-    """Per-entry rewriting applied while committing (``OstreeRepoCommitModifier``)."""
+    """Per-entry rewriting applied while committing (``OstreeRepoCommitModifier``).
 
-    owner_uid: int | None = None
-    owner_gid: int | None = None
-    skip_xattrs: bool = False
-    canonical_permissions: bool = False
-    mode_ro_executables: bool = False
-    mode_adds: dict[str, int] = field(default_factory=dict)
-    mode_overrides: dict[str, int] = field(default_factory=dict)
-    skip_list: set[str] = field(default_factory=set)
-    devino_canonical: bool = False
-    link_checkout_speedup: bool = False
-    consume: bool = False
-    generate_sizes: bool = False
-    xattr_callback: Callable[[str, FileInfo], obj.Xattrs | None] | None = None
-    filter_callback: Callable[[str, FileInfo], int] | None = None
-    """Extra hook run after the built-in rules: may edit *info* and return SKIP."""
-    special_callback: SpecialCallback | None = None
-    """Maps entries that are neither regular files, symlinks nor directories to regular files."""
-    dir_extras_callback: DirExtrasCallback | None = None
-    """Adds files to each committed directory (run before its entries)."""
-    object_seen: Callable[[str, ObjectType], None] | None = None
-    """Told about objects reused without a write (for --generate-sizes bookkeeping)."""
-    matched_statoverrides: set[str] = field(default_factory=set)
-    matched_skips: set[str] = field(default_factory=set)
+    Keyword arguments only; a plain class, as importing dataclasses costs
+    start-up time.
+    """
+
+    def __init__(self, *, owner_uid: int | None = None, owner_gid: int | None = None,
+                 skip_xattrs: bool = False, canonical_permissions: bool = False,
+                 mode_ro_executables: bool = False, mode_adds: dict[str, int] | None = None,
+                 mode_overrides: dict[str, int] | None = None, skip_list: set[str] | None = None,
+                 devino_canonical: bool = False, link_checkout_speedup: bool = False,
+                 consume: bool = False, generate_sizes: bool = False,
+                 xattr_callback: Callable[[str, FileInfo], obj.Xattrs | None] | None = None,
+                 filter_callback: Callable[[str, FileInfo], int] | None = None,
+                 special_callback: SpecialCallback | None = None,
+                 dir_extras_callback: DirExtrasCallback | None = None,
+                 object_seen: Callable[[str, ObjectType], None] | None = None) -> None:
+        self.owner_uid = owner_uid
+        self.owner_gid = owner_gid
+        self.skip_xattrs = skip_xattrs
+        self.canonical_permissions = canonical_permissions
+        self.mode_ro_executables = mode_ro_executables
+        self.mode_adds: dict[str, int] = mode_adds if mode_adds is not None else {}
+        self.mode_overrides: dict[str, int] = mode_overrides if mode_overrides is not None else {}
+        self.skip_list: set[str] = skip_list if skip_list is not None else set()
+        self.devino_canonical = devino_canonical
+        self.link_checkout_speedup = link_checkout_speedup
+        self.consume = consume
+        self.generate_sizes = generate_sizes
+        self.xattr_callback = xattr_callback
+        self.filter_callback = filter_callback
+        """Extra hook run after the built-in rules: may edit *info* and return SKIP."""
+        self.special_callback = special_callback
+        """Maps entries that are neither regular files, symlinks nor directories to regular files."""
+        self.dir_extras_callback = dir_extras_callback
+        """Adds files to each committed directory (run before its entries)."""
+        self.object_seen = object_seen
+        """Told about objects reused without a write (for --generate-sizes bookkeeping)."""
+        self.matched_statoverrides: set[str] = set()
+        self.matched_skips: set[str] = set()
 
     def is_identity(self) -> bool:
         return (self.owner_uid is None and self.owner_gid is None and not self.skip_xattrs
@@ -120,6 +135,63 @@ class CommitModifier:
         if self.skip_xattrs or self.canonical_permissions:
             info.xattrs = []
         return result
+
+
+def _offset_width(body: int, n_offsets: int) -> int:
+    # GVariant framing offsets: the smallest width that can address the whole container
+    if body + n_offsets <= 0xFF:
+        return 1
+    if body + 2 * n_offsets <= 0xFFFF:
+        return 2
+    return 4 if body + 4 * n_offsets <= 0xFFFFFFFF else 8
+
+
+_BYTES = [bytes((i,)) for i in range(256)]
+
+
+def _framed_array(elements: list[bytes]) -> bytes:
+    """A GVariant array of variable-sized, byte-aligned elements."""
+    if not elements:
+        return b""
+    ends = []
+    n = 0
+    for el in elements:
+        n += len(el)
+        ends.append(n)
+    w = _offset_width(n, len(ends))
+    if w == 1:
+        return b"".join(elements) + bytes(ends)
+    return b"".join(elements) + b"".join(o.to_bytes(w, "little") for o in ends)
+
+
+def serialize_dirtree(files: Iterable[tuple[str, str]], dirs: Iterable[tuple[str, str, str]]) -> bytes:
+    """``DirTree(sorted files, sorted dirs).serialize()``, without the generic GVariant writer.
+
+    Entries are sorted here by their UTF-8 names, as ostree orders them.
+    The result is checked against the generic writer in tests/test_commit_compat.py.
+    """
+    fel = []
+    for name, c in sorted((n.encode("utf-8"), c) for n, c in files):
+        if b"\0" in name:
+            raise gvariant.GVariantError("embedded NUL in GVariant string")
+        s_end = len(name) + 1
+        cb = bytes.fromhex(c)
+        size = s_end + len(cb)
+        fel.append(name + b"\0" + cb + (_BYTES[s_end] if size < 0xFF
+                                         else s_end.to_bytes(_offset_width(size, 1), "little")))
+    del_ = []
+    for name, t, m in sorted((n.encode("utf-8"), t, m) for n, t, m in dirs):
+        if b"\0" in name:
+            raise gvariant.GVariantError("embedded NUL in GVariant string")
+        s_end = len(name) + 1
+        tb = bytes.fromhex(t)
+        mb = bytes.fromhex(m)
+        t_end = s_end + len(tb)
+        w = _offset_width(t_end + len(mb), 2)
+        del_.append(name + b"\0" + tb + mb + t_end.to_bytes(w, "little") + s_end.to_bytes(w, "little"))
+    a = _framed_array(fel)
+    body = a + _framed_array(del_)
+    return body + len(a).to_bytes(_offset_width(len(body), 1), "little")
 
 
 class MutableTree:
@@ -199,9 +271,8 @@ class MutableTree:
             if sub.metadata_checksum is None:
                 raise OstreeError(f"Directory {name} has no metadata")
             dirs.append((name, tc, sub.metadata_checksum))
-        tree = DirTree(sorted(self.files.items(), key=lambda p: p[0].encode()),
-                       sorted(dirs, key=lambda p: p[0].encode()))
-        self._contents_checksum = repo.write_dirtree(tree)
+        self._contents_checksum = repo.write_metadata(ObjectType.DIR_TREE,
+                                                      serialize_dirtree(self.files.items(), dirs))
         return self._contents_checksum
 
     def merge_from(self, other: MutableTree) -> None:
@@ -256,31 +327,128 @@ def _info_from_stat(st: os.stat_result) -> FileInfo:
     return FileInfo(st.st_mode, st.st_uid, st.st_gid, st.st_size if stat.S_ISREG(st.st_mode) else 0)
 
 
+# Filesystems whose directory entries carry the inode number stat() reports
+# (d_ino == st_ino) for every non-directory, and on which such a file's st_dev
+# is its directory's.  Not overlayfs (d_ino may be a lower layer's inode), not
+# FUSE or network filesystems.
+_EXACT_D_INO_FS = frozenset((b"ext2", b"ext3", b"ext4", b"xfs", b"btrfs", b"tmpfs"))
+_mountinfo: list[tuple[int, bytes, bytes]] | None = None
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _mounts() -> list[tuple[int, bytes, bytes]] | None:
+    """(st_dev, mount point, fs type) of this process's mounts; None if unknown."""
+    global _mountinfo
+    if _mountinfo is None:
+        out = []
+        try:
+            with open("/proc/self/mountinfo", "rb") as f:
+                lines = f.read().splitlines()
+            for line in lines:
+                fields = line.split(b" ")
+                sep = fields.index(b"-", 6)
+                major, minor = fields[2].split(b":")
+                point = fields[4]
+                if b"\\" in point:  # octal escapes for space, tab, newline, backslash
+                    point = re.sub(rb"\\([0-7]{3})", lambda m: bytes((int(m.group(1), 8),)), point)
+                out.append((os.makedev(int(major), int(minor)), point, fields[sep + 1]))
+        except (OSError, ValueError, IndexError):
+            return None
+        _mountinfo = out
+    return _mountinfo
+
+
+def exact_d_ino_dev(dfd: int) -> int | None:
+    """The st_dev of directory *dfd* if, for everything below it, the directory
+    entry's d_ino and the directory's st_dev are the file's (st_ino, st_dev).
+
+    That holds on the filesystems of ``_EXACT_D_INO_FS`` as long as nothing is
+    mounted below the directory (a mount point's entry names the inode it
+    hides).  None when that cannot be established: callers then stat.
+    """
+    mounts = _mounts()
+    if mounts is None:
+        return None
+    st = os.fstat(dfd)
+    try:
+        path = os.readlink(f"/proc/self/fd/{dfd}")
+        pst = os.stat(path)
+    except OSError:
+        return None
+    if (pst.st_dev, pst.st_ino) != (st.st_dev, st.st_ino):
+        return None  # not reachable under that name from here (deleted, other root)
+    under = os.fsencode(path).rstrip(b"/") + b"/"
+    fstype = None
+    for dev, point, fs in mounts:
+        if point.startswith(under):
+            return None
+        if dev == st.st_dev:
+            if fstype is not None and fs != fstype:
+                return None
+            fstype = fs
+    return st.st_dev if fstype in _EXACT_D_INO_FS else None
+
+
 class DevInoCache:
-    """(st_dev, st_ino) -> checksum of the repo's loose content objects (link-checkout-speedup)."""
+    """(st_dev, st_ino) -> checksum of the repo's loose content objects (link-checkout-speedup).
+
+    Like ostree it covers every loose object of the repository and its
+    parents; the inode numbers come from the directory entries where they are
+    known to be exact (see :func:`exact_d_ino_dev`), from a stat otherwise.
+    """
 
     def __init__(self, repo: Repo) -> None:
-        self.map: dict[tuple[int, int], str] = {}
+        self.by_dev: dict[int, dict[int, str]] = {}
+        """st_dev -> st_ino -> "XX" + "YYYY….file" (the object's path in objects/, without '/')"""
         r: Repo | None = repo
         while r is not None:
             if r.mode is not RepoMode.ARCHIVE:
-                objdir = f"/proc/self/fd/{r._objects_dfd}"
-                for prefix in os.listdir(objdir):
-                    if len(prefix) != 2:
-                        continue
-                    try:
-                        it = os.scandir(f"{objdir}/{prefix}")
-                    except NotADirectoryError:
-                        continue
-                    with it:
-                        for e in it:
-                            if e.name.endswith(".file"):
-                                st = e.stat(follow_symlinks=False)
-                                self.map[(st.st_dev, st.st_ino)] = prefix + e.name[:-5]
+                self._scan(r._objects_dfd)
             r = r.parent
 
+    def _scan(self, objfd: int) -> None:
+        dev = exact_d_ino_dev(objfd)
+        by_dev = self.by_dev
+        for prefix in os.listdir(objfd):
+            if len(prefix) != 2:
+                continue
+            exact = dev
+            try:
+                fd = os.open(prefix, _DIR_NOFOLLOW, dir_fd=objfd)
+            except NotADirectoryError:
+                exact = None  # a symlink (to a directory, perhaps elsewhere) or not a directory
+                try:
+                    fd = os.open(prefix, _DIR_NOFOLLOW & ~os.O_NOFOLLOW, dir_fd=objfd)
+                except NotADirectoryError:
+                    continue
+            try:
+                with os.scandir(fd) as it:
+                    if exact is not None:
+                        m = by_dev.get(exact)
+                        if m is None:
+                            m = by_dev[exact] = {}
+                        for e in it:
+                            name = e.name
+                            if name.endswith(".file"):
+                                m[e.inode()] = prefix + name
+                    else:
+                        for e in it:
+                            name = e.name
+                            if name.endswith(".file"):
+                                st = e.stat(follow_symlinks=False)
+                                by_dev.setdefault(st.st_dev, {})[st.st_ino] = prefix + name
+            finally:
+                os.close(fd)
+
+    def lookup(self, dev: int, ino: int) -> str | None:
+        m = self.by_dev.get(dev)
+        if m is None:
+            return None
+        hit = m.get(ino)
+        return None if hit is None else hit[:-5]
+
     def get(self, st: os.stat_result) -> str | None:
-        return self.map.get((st.st_dev, st.st_ino))
+        return self.lookup(st.st_dev, st.st_ino)
 
 
 class DirectoryCommitter:
@@ -299,15 +467,16 @@ class DirectoryCommitter:
         self._identity = self.modifier.is_identity()
         self._repo_dev = os.fstat(repo.dfd).st_dev
         self._staging_id: tuple[int, int] | None = None
+        self._dirmetas: dict[tuple[int, int, int, tuple[tuple[bytes, bytes], ...]], str] = {}
+        self._hits_by_d_ino = False
 
-    def _is_own_staging_dir(self, dfd: int) -> bool:
+    def _is_own_staging_dir(self, st: os.stat_result) -> bool:
         sdfd = self.repo._staging_dfd
         if sdfd is None:
             return False
         if self._staging_id is None:
             sst = os.fstat(sdfd)
             self._staging_id = (sst.st_dev, sst.st_ino)
-        st = os.fstat(dfd)
         return (st.st_dev, st.st_ino) == self._staging_id
 
     def _modify(self, path: str, info: FileInfo) -> int:
@@ -315,12 +484,30 @@ class DirectoryCommitter:
             return FilterResult.ALLOW
         return self.modifier.apply(path, info)
 
+    def _write_dirmeta(self, info: FileInfo) -> str:
+        """write_dirmeta, serializing each distinct directory metadata once per tree walk."""
+        key = (info.uid, info.gid, info.mode, tuple(info.xattrs))
+        csum = self._dirmetas.get(key)
+        if csum is None:
+            csum = self._dirmetas[key] = self.repo.write_dirmeta(
+                DirMeta(info.uid, info.gid, info.mode, info.xattrs))
+        else:
+            self.repo.stats["metadata_total"] += 1  # as a write of an existing object counts
+        return csum
+
     def commit_dir(self, path: str, mtree: MutableTree) -> None:
         """Add the contents of directory *path* (and its metadata) to *mtree*."""
         try:
             dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             raise os_error(e, f"opendir({path})") from None
+        self._dirmetas = {}
+        # A hardlink into the repository is recognised from its directory entry's
+        # inode number alone, without a stat, where those are exact; only
+        # when the hit needs no further look at the file (see _commit_file).
+        self._hits_by_d_ino = (self.devino is not None
+                               and (self.modifier.devino_canonical or self._identity)
+                               and exact_d_ino_dev(dfd) is not None)
         try:
             st = os.fstat(dfd)
             info = _info_from_stat(st)
@@ -328,9 +515,8 @@ class DirectoryCommitter:
                 info.xattrs = list_xattrs(dfd)
             if self._modify("/", info) == FilterResult.SKIP:
                 return
-            mtree.metadata_checksum = self.repo.write_dirmeta(
-                DirMeta(info.uid, info.gid, info.mode, info.xattrs))
-            self._walk(dfd, "/", mtree)
+            mtree.metadata_checksum = self._write_dirmeta(info)
+            self._walk(dfd, st, "/", mtree)
         finally:
             os.close(dfd)
         if self.modifier.consume:
@@ -338,10 +524,11 @@ class DirectoryCommitter:
 
             shutil.rmtree(path, ignore_errors=True)
 
-    def _walk(self, dfd: int, dirpath: str, mtree: MutableTree) -> None:
+    def _walk(self, dfd: int, dst: os.stat_result, dirpath: str, mtree: MutableTree) -> None:
+        """Commit the entries of directory *dfd* (whose fstat is *dst*) into *mtree*."""
         with os.scandir(dfd) as it:
             entries = list(it)
-        if self._is_own_staging_dir(dfd):
+        if self._is_own_staging_dir(dst):
             # committing a tree that contains this very repository: our
             # temporary files come and go (ostree's are unnamed O_TMPFILEs)
             entries = [e for e in entries if not e.name.startswith("tmp.")]
@@ -350,6 +537,12 @@ class DirectoryCommitter:
             names = {e.name for e in entries}
             for extra in self.modifier.dir_extras_callback(dirpath, dfd, self.read_xattrs):
                 self._add_quoted(mtree, prefix, extra, names, dirpath)
+        hits: dict[int, str] | None = None
+        if self._hits_by_d_ino:
+            assert self.devino is not None
+            hits = self.devino.by_dev.get(dst.st_dev)
+        stats = self.repo.stats
+        files = mtree.files
         for e in entries:
             name = e.name
             try:
@@ -357,6 +550,16 @@ class DirectoryCommitter:
             except UnicodeEncodeError:
                 shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 raise OstreeError(f"Invalid UTF-8 in filename {shown}") from None
+            if hits is not None and not e.is_dir(follow_symlinks=False):
+                hit = hits.get(e.inode())
+                if hit is not None:
+                    # mtree.replace_file(), less the name check: a directory entry's name is valid
+                    if name in mtree.subdirs:
+                        raise OstreeError(f"Can't replace directory with file: {name}")
+                    files[name] = hit[:-5]
+                    mtree._contents_checksum = None
+                    stats["content_cache_hits"] += 1
+                    continue
             path = prefix + name
             st = e.stat(follow_symlinks=False)
             mode = st.st_mode
@@ -365,15 +568,15 @@ class DirectoryCommitter:
                     continue
                 sub_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
                 try:
-                    info = _info_from_stat(os.fstat(sub_fd))
+                    sub_st = os.fstat(sub_fd)
+                    info = _info_from_stat(sub_st)
                     if self.read_xattrs:
                         info.xattrs = list_xattrs(sub_fd)
                     if self._modify(path, info) == FilterResult.SKIP:
                         continue
                     child = mtree.ensure_dir(name)
-                    child.metadata_checksum = self.repo.write_dirmeta(
-                        DirMeta(info.uid, info.gid, info.mode, info.xattrs))
-                    self._walk(sub_fd, path, child)
+                    child.metadata_checksum = self._write_dirmeta(info)
+                    self._walk(sub_fd, sub_st, path, child)
                 finally:
                     os.close(sub_fd)
             elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
