@@ -33,7 +33,7 @@ from collections.abc import Callable
 from . import objects as obj
 from . import whiteouts as wh
 from .errors import OstreeError
-from .objects import FileInfo, ObjectType, Xattrs
+from .objects import DirMeta, FileInfo, ObjectType, Xattrs
 from .repo import ContentObject, Repo, RepoMode, _random_token, copy_fd, list_xattrs, set_xattrs
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 _IO_CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# opening an object only to read its xattrs: never block on (or become the tty of) a corrupt repo's FIFO/device
+_PROBE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SETID = stat.S_ISUID | stat.S_ISGID
 _HARDLINK_SOFT_ERRORS = (errno.EMLINK, errno.EXDEV, errno.EPERM)
@@ -249,7 +251,11 @@ def _osz(n: int) -> int:
     return 0 if n == 0 else 1 if n <= 0xFF else 2 if n <= 0xFFFF else 4 if n <= 0xFFFFFFFF else 8
 
 
-def _elements(buf: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
+_OFFSET_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _ends(buf: bytes, start: int, end: int) -> list[int] | None:
+    """The element end offsets (relative to *start*) of the array in buf[start:end]."""
     n = end - start
     if n == 0:
         return []
@@ -257,27 +263,11 @@ def _elements(buf: bytes, start: int, end: int) -> list[tuple[int, int]] | None:
     last = start + int.from_bytes(buf[end - osz:end], "little")
     if last > end - osz or (end - last) % osz:
         return None
-    out = []
-    prev = start
-    for o in range(last, end, osz):
-        e = start + int.from_bytes(buf[o:o + osz], "little")
-        if e < prev or e > last:
-            return None
-        out.append((prev, e))
-        prev = e
-    return out
-
-
-def _name(buf: bytes, start: int, s_end: int) -> str | None:
-    if s_end <= start or buf[s_end - 1] != 0:
+    ends = list(struct.unpack_from(f"<{(end - last) // osz}{_OFFSET_FORMATS[osz]}", buf, last))
+    # each element ends at or after the previous one; the last one ends where the offsets start
+    if ends != sorted(ends):
         return None
-    raw = buf[start:s_end - 1]
-    if b"\0" in raw or b"/" in raw or raw in (b"", b".", b".."):
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    return ends
 
 
 def _fast_dirtree(data: bytes) -> tuple[_Files, _Dirs] | None:
@@ -288,27 +278,54 @@ def _fast_dirtree(data: bytes) -> tuple[_Files, _Dirs] | None:
     fend = int.from_bytes(data[n - osz:], "little")
     if fend > n - osz:
         return None
-    fel = _elements(data, 0, fend)
-    del_ = _elements(data, fend, n - osz)
+    fel = _ends(data, 0, fend)
+    del_ = _ends(data, fend, n - osz)
     if fel is None or del_ is None:
         return None
     files: _Files = []
-    for a, b in fel:
-        eo = _osz(b - a)
-        s_end = a + int.from_bytes(data[b - eo:b], "little")
-        name = _name(data, a, s_end)
-        if name is None or b - eo - s_end != 32:
-            return None
-        files.append((name, data[s_end:b - eo].hex()))
-    dirs: _Dirs = []
-    for a, b in del_:
-        eo = _osz(b - a)
-        s_end = a + int.from_bytes(data[b - eo:b], "little")
-        t_end = a + int.from_bytes(data[b - 2 * eo:b - eo], "little")
-        name = _name(data, a, s_end)
-        if name is None or t_end - s_end != 32 or b - 2 * eo - t_end != 32:
-            return None
-        dirs.append((name, data[s_end:t_end].hex(), data[t_end:b - 2 * eo].hex()))
+    append = files.append
+    a = 0
+    try:
+        for b in fel:
+            # (say): name, NUL, 32-byte checksum, then the offset of the name's end
+            size = b - a
+            if size <= 0xFF:
+                if size == 0:
+                    return None
+                ce = b - 1
+                s_end = a + data[ce]
+            else:
+                eo = _osz(size)
+                ce = b - eo
+                s_end = a + int.from_bytes(data[ce:b], "little")
+            if ce - s_end != 32 or s_end - a < 2 or data[s_end - 1]:
+                return None
+            raw = data[a:s_end - 1]
+            if b"\0" in raw or b"/" in raw or raw == b"." or raw == b"..":
+                return None
+            append((raw.decode("utf-8"), data[s_end:ce].hex()))
+            a = b
+        dirs: _Dirs = []
+        a = fend
+        for rb in del_:
+            # (sayay): name, NUL, two 32-byte checksums, then two offsets (reversed)
+            b = fend + rb
+            size = b - a
+            eo = _osz(size)
+            if eo == 0:
+                return None
+            te = b - 2 * eo
+            s_end = a + int.from_bytes(data[b - eo:b], "little")
+            t_end = a + int.from_bytes(data[te:b - eo], "little")
+            if t_end - s_end != 32 or te - t_end != 32 or s_end - a < 2 or data[s_end - 1]:
+                return None
+            raw = data[a:s_end - 1]
+            if b"\0" in raw or b"/" in raw or raw == b"." or raw == b"..":
+                return None
+            dirs.append((raw.decode("utf-8"), data[s_end:t_end].hex(), data[t_end:te].hex()))
+            a = b
+    except UnicodeDecodeError:
+        return None
     return files, dirs
 
 
@@ -341,6 +358,9 @@ class _Checkout:
         self.ignore_xattrs_identical = repo.disable_xattrs or repo.mode is RepoMode.BARE_USER_ONLY
         self.canonical_dirs = repo.mode is RepoMode.BARE_USER_ONLY or options.bareuseronly_dirs
         self.fast: str | None = None
+        self._linkable: dict[str, tuple[int, int]] = {}
+        self._dirmetas: dict[str, DirMeta] = {}
+        """checksum -> (st_dev, st_ino) of objects _fast_files found it may hardlink"""
         self._open: _OpenObject | None = None
         if (not self.has_filter and not options.process_whiteouts and not options.force_copy
                 and not options.process_passthrough_whiteouts
@@ -439,7 +459,9 @@ class _Checkout:
                    ) -> tuple[int, list[tuple[str, str, str]], list[int], str, tuple[bool, int, int, int]] | None:
         repo = self.repo
         files, dirs = load_dirtree_fast(repo, tree_csum)
-        meta = repo.load_dirmeta(meta_csum)
+        meta = self._dirmetas.get(meta_csum)
+        if meta is None:
+            meta = self._dirmetas[meta_csum] = repo.load_dirmeta(meta_csum)
         if self.has_filter and self._skipped(path, meta.mode):
             return None
         if self.o.process_whiteouts and wh.has_opaque_marker([n for n, _ in files]):
@@ -500,35 +522,24 @@ class _Checkout:
         which implements the full rules.
         """
         objfd = self.sources[0].objfd
-        bare_user = self.fast == "bare-user"
-        user = self.user
+        linkable = self._linkable
+        probe = self._probe_bare_user if self.fast == "bare-user" else self._probe_bare
         union = self.ow is not OverwriteMode.NONE
         add = self.ow is OverwriteMode.ADD_FILES
-        stat_ = os.stat
         link = os.link
-        S_ISREG = stat.S_ISREG
         for fname, c in files:
             if fname[0] == ".":
                 self.checkout_file(dfd, fname, c, path + fname)
                 continue
             rel = c[:2] + "/" + c[2:] + ".file"
-            try:
-                st = stat_(rel, dir_fd=objfd, follow_symlinks=False)
-                if bare_user:
-                    meta = os.getxattr(f"/proc/self/fd/{objfd}/{rel}", "user.ostreemeta")
-                    if len(meta) < 12:
-                        self.checkout_file(dfd, fname, c, path + fname)  # reports the corruption
-                        continue
-                    m = int.from_bytes(meta[8:12], "big")
-                else:
-                    m = st.st_mode
-                if S_ISREG(m):
-                    if st.st_size == 0 or (user and not m & 0o400):
-                        self.checkout_file(dfd, fname, c, path + fname)
-                        continue
-                elif bare_user:
+            src = linkable.get(c)
+            if src is None:
+                src = probe(rel)
+                if src is None:
                     self.checkout_file(dfd, fname, c, path + fname)
                     continue
+                linkable[c] = src
+            try:
                 link(rel, fname, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
             except FileExistsError:
                 if union:
@@ -536,14 +547,53 @@ class _Checkout:
                         continue
                     # re-union over the same checkout: already this very object
                     try:
-                        dst = stat_(fname, dir_fd=dfd, follow_symlinks=False)
+                        dst = os.stat(fname, dir_fd=dfd, follow_symlinks=False)
                     except OSError:
                         dst = None
-                    if dst is not None and dst.st_ino == st.st_ino and dst.st_dev == st.st_dev:
+                    if dst is not None and dst.st_ino == src[1] and dst.st_dev == src[0]:
                         continue
                 self.checkout_file(dfd, fname, c, path + fname)
             except OSError:
                 self.checkout_file(dfd, fname, c, path + fname)
+
+    def _probe_bare(self, rel: str) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the object at *rel* if _fast_files may hardlink it, else None."""
+        try:
+            st = os.stat(rel, dir_fd=self.sources[0].objfd, follow_symlinks=False)
+        except OSError:
+            return None
+        m = st.st_mode
+        if stat.S_ISREG(m) and (st.st_size == 0 or (self.user and not m & 0o400)):
+            return None
+        return st.st_dev, st.st_ino
+
+    def _probe_bare_user(self, rel: str) -> tuple[int, int] | None:
+        """_probe_bare for bare-user: the stored mode is in user.ostreemeta (symlinks are files).
+
+        Read through an fd, as ostree does: cheaper than getxattr() on a
+        /proc/self/fd/N/... path, whose magic-link walk costs more than the
+        open() and close().
+        """
+        try:
+            fd = os.open(rel, _PROBE_FLAGS, dir_fd=self.sources[0].objfd)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            meta = os.getxattr(fd, "user.ostreemeta")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(meta) < 12:
+            return None  # checkout_file() reports the corruption
+        m = int.from_bytes(meta[8:12], "big")
+        # a symlink is stored as a regular file: checkout_file() makes the symlink
+        if not stat.S_ISREG(m) or st.st_size == 0 or (self.user and not m & 0o400):
+            return None
+        return st.st_dev, st.st_ino
 
     def _finish_dir(self, dfd: int, fin: tuple[bool, int, int, int]) -> None:
         did_exist, mode, uid, gid = fin
