@@ -468,6 +468,10 @@ class DirectoryCommitter:
         self._repo_dev = os.fstat(repo.dfd).st_dev
         self._staging_id: tuple[int, int] | None = None
         self._dirmetas: dict[tuple[int, int, int, tuple[tuple[bytes, bytes], ...]], str] = {}
+        self.stream_dirtrees = False
+        """Write each finished subdirectory's dirtree during the walk (bounded memory).
+        Only for the last tree of a commit: a later tree merged into a streamed
+        directory would leave its first dirtree unreferenced in the repo."""
         self._hits_by_d_ino = False
 
     def _is_own_staging_dir(self, st: os.stat_result) -> bool:
@@ -577,6 +581,12 @@ class DirectoryCommitter:
                     child = mtree.ensure_dir(name)
                     child.metadata_checksum = self._write_dirmeta(info)
                     self._walk(sub_fd, sub_st, path, child)
+                    if self.stream_dirtrees:
+                        # done with it: store its dirtree now and keep only the
+                        # checksums, so memory follows the tree's depth and
+                        # widest directory, not its file count
+                        mtree.subdirs[name] = _LazyTree(self.repo, child.write(self.repo),
+                                                        child.metadata_checksum)
                 finally:
                     os.close(sub_fd)
             elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
@@ -720,7 +730,9 @@ def commit_directory(repo: Repo, path: str, *, subject: str = "", body: str = ""
 
     with repo.transaction():
         mtree = MutableTree()
-        DirectoryCommitter(repo, modifier).commit_dir(path, mtree)
+        committer = DirectoryCommitter(repo, modifier)
+        committer.stream_dirtrees = True
+        committer.commit_dir(path, mtree)
         contents = mtree.write(repo)
         assert mtree.metadata_checksum is not None
         if parent is None and branch is not None:

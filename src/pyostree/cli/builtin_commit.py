@@ -203,7 +203,7 @@ def run(ctx: Context, argv: list[str]) -> int:
 
             recorder = SizeRecorder(repo)
             modifier.object_seen = recorder.note
-        for spec in trees:
+        for i, spec in enumerate(trees):
             if "=" not in spec:
                 raise OstreeError(f"Missing type in tree specification '{spec}'")
             kind, _, value = spec.partition("=")
@@ -211,6 +211,7 @@ def run(ctx: Context, argv: list[str]) -> int:
                 recorder.clear()  # ostree restarts its size table with every tree walk
             if kind == "dir":
                 committer = committer or DirectoryCommitter(repo, modifier)
+                committer.stream_dirtrees = i == len(trees) - 1
                 committer.commit_dir(value, mtree)
             elif kind == "tar":
                 from ..tarimport import import_tar_to_mtree
