@@ -568,9 +568,26 @@ class Repo:
         if not self.disable_fsync:
             _syncfs(self._staging_dfd)
         # move staged objects into objects/; commit objects last, so that an
-        # interrupted rename never leaves a commit whose tree is missing
+        # interrupted rename never leaves a commit whose tree is missing.
+        # A staged XX/ that objects/ lacks (a fresh repository) and that holds no
+        # commit moves in one rename of the directory instead of one per object.
+        # rename(2) replaces no non-empty directory (then ours go one by one), and
+        # writers (ostree's too) move objects in by path, so an objects/XX/ another
+        # writer has just made, still empty, may be replaced without losing anything.
+        present = set(os.listdir(self._objects_dfd))
+        commit_prefixes = {k[:2] for k in self._staged if k[64:] == "commit"}
+        per_object: list[str] = []
+        for prefix in sorted(self._staged_dirs):
+            if prefix not in present and prefix not in commit_prefixes:
+                try:
+                    os.rename(prefix, prefix, src_dir_fd=self._staging_dfd, dst_dir_fd=self._objects_dfd)
+                    continue
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+            per_object.append(prefix)
         for commits_pass in (False, True):
-            for prefix in sorted(self._staged_dirs):
+            for prefix in per_object:
                 if not commits_pass:
                     try:
                         os.mkdir(prefix, 0o755, dir_fd=self._objects_dfd)
@@ -584,7 +601,9 @@ class Repo:
                 finally:
                     os.close(pdfd)
         if not self.disable_fsync:
-            for prefix in self._staged_dirs:
+            if len(per_object) < len(self._staged_dirs):
+                os.fsync(self._objects_dfd)  # the moved directories' own entries
+            for prefix in per_object:
                 fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._objects_dfd)
                 try:
                     os.fsync(fd)
