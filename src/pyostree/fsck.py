@@ -10,7 +10,6 @@ belongs to).  :func:`fsck_repo` drives a whole ``ostree fsck`` run.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -95,7 +94,7 @@ def validate_metadata_structure(objtype: ObjectType, data: bytes) -> None:
 
 def verify_metadata_bytes(objtype: ObjectType, checksum: str, data: bytes) -> None:
     """Check that *data* is a valid metadata object named *checksum*."""
-    actual = hashlib.sha256(data).hexdigest()
+    actual = obj.sha256(data).hexdigest()
     if actual != checksum:
         raise OstreeError(
             f"Corrupted {objtype.value} object; checksum expected='{checksum}' actual='{actual}'")
@@ -115,7 +114,7 @@ def content_checksum_of(repo: Repo, checksum: str) -> str:
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise OstreeError(f"Invalid file metadata mode {mode}; not a valid file type")
     _validate_perms(mode)
-    h = hashlib.sha256(obj.file_header(info))
+    h = obj.sha256(obj.file_header(info))
     if info.is_regular:
         n = 0
         with co.open() as f:

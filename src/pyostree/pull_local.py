@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 
 from . import objects as obj
 from . import refs as _refs
@@ -27,13 +26,20 @@ _SPOOL_THRESHOLD = 16 << 20
 """Archive objects larger than this are decompressed to a temporary file, not memory."""
 
 
-@dataclass
 class PullStats:
-    metadata_imported: int = 0
-    content_imported: int = 0
-    content_bytes_written: int = 0
-    commits: dict[str, str] = field(default_factory=dict)
-    """ref (or checksum) requested -> commit checksum."""
+    """Counters of one pull (a plain class: importing dataclasses costs start-up time)."""
+
+    metadata_imported = 0
+    content_imported = 0
+    content_bytes_written = 0
+    _commits: dict[str, str] | None = None
+
+    @property
+    def commits(self) -> dict[str, str]:
+        """ref (or checksum) requested -> commit checksum."""
+        if self._commits is None:
+            self._commits = {}
+        return self._commits
 
 
 def format_size(n: int) -> str:
@@ -70,6 +76,7 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
     if dest.has_object_local(objtype, checksum):
         return False
     sdfd = dest._require_txn()
+    same_mode = src.mode is dest.mode
     if objtype.is_meta:
         # as libostree: verify first when untrusted, then hardlink (metadata is the same in every mode)
         if dest._try_link(src, objtype, checksum, sdfd, verify=not trusted):
@@ -81,12 +88,16 @@ def import_object(dest: Repo, src: Repo, objtype: ObjectType, checksum: str, *, 
             verify_metadata_bytes(objtype, checksum, data)
         dest.write_metadata(objtype, data, expected=checksum)
         return True
+    # same storage: link before reading the object's header, which nothing needs then
+    if same_mode and not verify_bareuseronly and dest._try_link(src, objtype, checksum, sdfd,
+                                                                verify=not trusted):
+        return True
     co = src.load_file(checksum)
     info = co.info
     if verify_bareuseronly:
         obj.validate_bareuseronly_mode(info.mode, checksum)
-    if src.mode is dest.mode and dest._try_link(src, objtype, checksum, sdfd, verify=not trusted):
-        return True
+        if same_mode and dest._try_link(src, objtype, checksum, sdfd, verify=not trusted):
+            return True
     if (src.mode is RepoMode.BARE_USER and dest.mode is RepoMode.BARE_USER_ONLY and info.is_regular
             and _link_bareuser_to_bareuseronly(dest, src, checksum, info, trusted)):
         return True
@@ -167,6 +178,15 @@ class _LocalPuller:
         self.requested_content: set[str] = set()
         self.scanned_commits: list[str] = []
         self.commit_depth: dict[str, int] = {}
+        # Trusted imports hardlink objects stored the same way in both repositories
+        # straight into the staging directory, without decoding them, as libostree's
+        # import_one_object_direct (metadata: any modes; content: the same mode).
+        # Untrusted pulls, conversions and failed links go through import_object.
+        self.link_meta = trusted and dest.parent is None
+        self.link_content = self.link_meta and src.mode is dest.mode and not bareuseronly_files
+        self.file_suffix = ".filez" if dest.is_archive else ".file"
+        self.present: set[str] | None = None
+        """dest's objects/XX directories when the scan started (no XX/: no object to stat)."""
 
     def _import(self, objtype: ObjectType, checksum: str) -> None:
         wrote = import_object(self.dest, self.src, objtype, checksum, trusted=self.trusted,
@@ -179,6 +199,42 @@ class _LocalPuller:
             self.stats.metadata_imported += 1
         elif wrote:
             self.stats.content_imported += 1
+
+    def _link(self, objtype: ObjectType, checksum: str, suffix: str) -> bool | None:
+        """Trusted direct import: True when the object was hardlinked into the staging
+        directory, False when dest has it already, None to take import_object's way
+        (the source lacks it or keeps it in a parent, another filesystem, ...).
+
+        One stat of dest (none while dest has no objects/XX/) and one link.
+        """
+        dest = self.dest
+        key = checksum + objtype.value
+        if key in dest._staged:
+            return False
+        present = self.present
+        if present is None:
+            present = self.present = set(os.listdir(dest._objects_dfd))
+        prefix = checksum[:2]
+        rel = f"{prefix}/{checksum[2:]}{suffix}"
+        if prefix in present:
+            try:
+                os.stat(rel, dir_fd=dest._objects_dfd, follow_symlinks=False)
+                return False
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return None
+        sdfd = dest._stage_prefix_dfd(checksum)
+        try:
+            os.link(rel, rel, src_dir_fd=self.src._objects_dfd, dst_dir_fd=sdfd, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            if e.errno == errno.EXDEV:  # the next ones would fail the same way
+                self.link_meta = self.link_content = False
+            return None
+        dest._staged.add(key)
+        return True
 
     def scan_commit(self, checksum: str, is_parent: bool) -> None:
         key = (checksum, ObjectType.COMMIT)
@@ -218,6 +274,11 @@ class _LocalPuller:
         if key in self.scanned:
             return
         self.scanned.add(key)
+        if self.link_meta:
+            linked = self._link(ObjectType.DIR_META, checksum, ".dirmeta")
+            if linked is not None:
+                self.stats.metadata_imported += linked
+                return
         if not self.dest.has_object(ObjectType.DIR_META, checksum):
             self._import(ObjectType.DIR_META, checksum)
 
@@ -227,20 +288,31 @@ class _LocalPuller:
             return
         self.scanned.add(key)
         dest = self.dest
-        if not dest.has_object(ObjectType.DIR_TREE, checksum):
+        linked = self._link(ObjectType.DIR_TREE, checksum, ".dirtree") if self.link_meta else None
+        if linked is not None:
+            self.stats.metadata_imported += linked
+        elif not dest.has_object(ObjectType.DIR_TREE, checksum):
             self._import(ObjectType.DIR_TREE, checksum)
+        from .checkout import load_dirtree_fast
+
         try:
-            tree = dest.load_dirtree(checksum)
+            files, dirs = load_dirtree_fast(dest, checksum)
         except OstreeError as e:
             raise OstreeError(f"Validating dirtree {checksum}: {e}") from None
-        for _name, fc in tree.files:
-            if fc in self.requested_content:
+        requested = self.requested_content
+        for _name, fc in files:
+            if fc in requested:
                 continue
-            self.requested_content.add(fc)
+            requested.add(fc)
+            if self.link_content:
+                linked = self._link(ObjectType.FILE, fc, self.file_suffix)
+                if linked is not None:
+                    self.stats.content_imported += linked
+                    continue
             if dest.has_object(ObjectType.FILE, fc):
                 continue
             self._import(ObjectType.FILE, fc)
-        for _name, tc, mc in tree.dirs:
+        for _name, tc, mc in dirs:
             self.scan_dirtree(tc)
             self.scan_dirmeta(mc)
 
