@@ -358,9 +358,9 @@ class _Checkout:
         self.ignore_xattrs_identical = repo.disable_xattrs or repo.mode is RepoMode.BARE_USER_ONLY
         self.canonical_dirs = repo.mode is RepoMode.BARE_USER_ONLY or options.bareuseronly_dirs
         self.fast: str | None = None
-        self._linkable: dict[str, tuple[int, int]] = {}
+        self._linkable: dict[str, tuple[str, int, int]] = {}
+        """checksum -> (path in objects/, st_dev, st_ino) of objects _fast_files may hardlink"""
         self._dirmetas: dict[str, DirMeta] = {}
-        """checksum -> (st_dev, st_ino) of objects _fast_files found it may hardlink"""
         self._open: _OpenObject | None = None
         if (not self.has_filter and not options.process_whiteouts and not options.force_copy
                 and not options.process_passthrough_whiteouts
@@ -506,13 +506,13 @@ class _Checkout:
                 for fname, fcsum in files:
                     self.checkout_file(dfd, fname, fcsum, path + fname)
             else:
-                self._fast_files(dfd, files, path)
+                self._fast_files(dfd, files, path, did_exist)
         except BaseException:
             os.close(dfd)
             raise
         return dfd, dirs, [0], path, (did_exist, meta.mode, meta.uid, meta.gid)
 
-    def _fast_files(self, dfd: int, files: _Files, path: str) -> None:
+    def _fast_files(self, dfd: int, files: _Files, path: str, did_exist: bool) -> None:
         """The common case: hardlink every file straight from objects/.
 
         Taken when the primary repo is hardlinkable in this checkout mode and
@@ -526,38 +526,54 @@ class _Checkout:
         probe = self._probe_bare_user if self.fast == "bare-user" else self._probe_bare
         union = self.ow is not OverwriteMode.NONE
         add = self.ow is OverwriteMode.ADD_FILES
+        # union into a directory that was already there: most names usually exist
+        # (often as this very object), so look before trying the link
+        look_first = union and did_exist
         link = os.link
+        stat_ = os.stat
         for fname, c in files:
             if fname[0] == ".":
                 self.checkout_file(dfd, fname, c, path + fname)
                 continue
-            rel = c[:2] + "/" + c[2:] + ".file"
             src = linkable.get(c)
             if src is None:
-                src = probe(rel)
+                src = probe(f"{c[:2]}/{c[2:]}.file")
                 if src is None:
                     self.checkout_file(dfd, fname, c, path + fname)
                     continue
                 linkable[c] = src
+            if look_first:
+                try:
+                    dst = stat_(fname, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    self.checkout_file(dfd, fname, c, path + fname)
+                    continue
+                else:
+                    # kept (union-add), or already this very object (re-union)
+                    if not (add or (dst.st_ino == src[2] and dst.st_dev == src[1])):
+                        self.checkout_file(dfd, fname, c, path + fname)
+                    continue
             try:
-                link(rel, fname, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
+                link(src[0], fname, src_dir_fd=objfd, dst_dir_fd=dfd, follow_symlinks=False)
             except FileExistsError:
                 if union:
                     if add:
                         continue
-                    # re-union over the same checkout: already this very object
                     try:
-                        dst = os.stat(fname, dir_fd=dfd, follow_symlinks=False)
+                        dst = stat_(fname, dir_fd=dfd, follow_symlinks=False)
                     except OSError:
-                        dst = None
-                    if dst is not None and dst.st_ino == src[1] and dst.st_dev == src[0]:
+                        self.checkout_file(dfd, fname, c, path + fname)
+                        continue
+                    if dst.st_ino == src[2] and dst.st_dev == src[1]:
                         continue
                 self.checkout_file(dfd, fname, c, path + fname)
             except OSError:
                 self.checkout_file(dfd, fname, c, path + fname)
 
-    def _probe_bare(self, rel: str) -> tuple[int, int] | None:
-        """(st_dev, st_ino) of the object at *rel* if _fast_files may hardlink it, else None."""
+    def _probe_bare(self, rel: str) -> tuple[str, int, int] | None:
+        """(rel, st_dev, st_ino) of the object at *rel* if _fast_files may hardlink it, else None."""
         try:
             st = os.stat(rel, dir_fd=self.sources[0].objfd, follow_symlinks=False)
         except OSError:
@@ -565,9 +581,9 @@ class _Checkout:
         m = st.st_mode
         if stat.S_ISREG(m) and (st.st_size == 0 or (self.user and not m & 0o400)):
             return None
-        return st.st_dev, st.st_ino
+        return rel, st.st_dev, st.st_ino
 
-    def _probe_bare_user(self, rel: str) -> tuple[int, int] | None:
+    def _probe_bare_user(self, rel: str) -> tuple[str, int, int] | None:
         """_probe_bare for bare-user: the stored mode is in user.ostreemeta (symlinks are files).
 
         Read through an fd, as ostree does: cheaper than getxattr() on a
@@ -593,7 +609,7 @@ class _Checkout:
         # a symlink is stored as a regular file: checkout_file() makes the symlink
         if not stat.S_ISREG(m) or st.st_size == 0 or (self.user and not m & 0o400):
             return None
-        return st.st_dev, st.st_ino
+        return rel, st.st_dev, st.st_ino
 
     def _finish_dir(self, dfd: int, fin: tuple[bool, int, int, int]) -> None:
         did_exist, mode, uid, gid = fin
