@@ -8,10 +8,8 @@ ownership or xattrs counts as a modification, as in ``ostree_diff_dirs``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
 
 from . import objects as obj
 from .errors import NotFoundError, OstreeError, os_error
@@ -54,7 +52,7 @@ def checksum_local(path: str, *, ignore_xattrs: bool = False, owner_uid: int = -
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
     info = FileInfo(st.st_mode, uid, gid, st.st_size if stat.S_ISREG(st.st_mode) else 0, target, xattrs)
-    h = hashlib.sha256(obj.file_header(info))
+    h = obj.sha256(obj.file_header(info))
     if stat.S_ISREG(st.st_mode):
         try:
             with open(path, "rb") as f:
@@ -65,13 +63,21 @@ def checksum_local(path: str, *, ignore_xattrs: bool = False, owner_uid: int = -
     return h.hexdigest()
 
 
-@dataclass
 class _Local:
     """A local file or directory on one side of a diff."""
 
-    path: str
-    rel: str
-    st: os.stat_result
+    def __init__(self, path: str, rel: str, st: os.stat_result) -> None:
+        self.path = path
+        self.rel = rel
+        self.st = st
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def is_dir(self) -> bool:
@@ -85,12 +91,21 @@ class _Local:
 Side = Node | _Local
 
 
-@dataclass
 class DiffResult:
-    modified: list[tuple[str, str]] = field(default_factory=list)
-    """(path as printed relative to the source side, path on the target side)."""
-    removed: list[str] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
+    def __init__(self, modified: list[tuple[str, str]] | None = None, removed: list[str] | None = None,
+                 added: list[str] | None = None) -> None:
+        self.modified: list[tuple[str, str]] = modified if modified is not None else []
+        """(path as printed relative to the source side, path on the target side)."""
+        self.removed: list[str] = removed if removed is not None else []
+        self.added: list[str] = added if added is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def format(self) -> str:
         lines = [f"M    {p}" for p, _ in self.modified]
@@ -99,11 +114,19 @@ class DiffResult:
         return "".join(line + "\n" for line in lines)
 
 
-@dataclass
 class DiffOptions:
-    ignore_xattrs: bool = False
-    owner_uid: int = -1
-    owner_gid: int = -1
+    def __init__(self, ignore_xattrs: bool = False, owner_uid: int = -1, owner_gid: int = -1) -> None:
+        self.ignore_xattrs = ignore_xattrs
+        self.owner_uid = owner_uid
+        self.owner_gid = owner_gid
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _label(x: Side) -> str:

@@ -7,11 +7,10 @@ the unswapped form with ``-B``.  The same happens here.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 
 from . import gvariant
-from .objects import COMMIT_TYPE, Commit
+from .objects import COMMIT_TYPE, Commit, sha256
 from .timeutil import format_commit_date
 
 _LITTLE = sys.byteorder == "little"
@@ -26,7 +25,7 @@ def dump_variant(type_string: str, value: object, *, byteswap: bool = True) -> s
 
 def commit_content_checksum(commit: Commit) -> str:
     """``ostree_commit_get_content_checksum``: SHA-256 of root dirtree + dirmeta checksums."""
-    h = hashlib.sha256(bytes.fromhex(commit.root_contents))
+    h = sha256(bytes.fromhex(commit.root_contents))
     h.update(bytes.fromhex(commit.root_meta))
     return h.hexdigest()
 

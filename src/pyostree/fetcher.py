@@ -20,8 +20,8 @@ import urllib3
 from urllib3.exceptions import HTTPError as _U3Error
 
 from .errors import OstreeError
+from .pull import DEFAULT_RETRIES
 
-DEFAULT_RETRIES = 5
 DEFAULT_TIMEOUT = 30.0
 MAX_CONNECTIONS = 8
 

@@ -19,13 +19,9 @@ checked one by one with ``gpgv`` and at least one must be good.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from . import gvariant
 from .errors import NotFoundError, OstreeError
@@ -48,6 +44,8 @@ class GpgError(OstreeError):
 
 
 def _exe(name: str) -> str:
+    import shutil
+
     exe = shutil.which(name)
     if exe is None:
         raise OstreeError(f"GPG support needs the {name} program, which was not found")
@@ -59,6 +57,8 @@ def _exe(name: str) -> str:
 
 def sign_data(data: bytes, key_id: str, homedir: str | None = None) -> bytes:
     """A binary detached signature of *data* by *key_id* (from *homedir*, else GnuPG's default home)."""
+    import subprocess
+
     args = [_exe("gpg")]
     if homedir is not None:
         args += ["--homedir", homedir]
@@ -210,22 +210,34 @@ def sign_summary(repo: Repo, key_ids: list[str], homedir: str | None = None) -> 
 # -- verification -------------------------------------------------------------
 
 
-@dataclass
 class Signature:
-    valid: bool
-    key_missing: bool = False
-    key_expired: bool = False
-    key_revoked: bool = False
-    sig_expired: bool = False
-    fingerprint: str = ""
-    fingerprint_primary: str = ""
-    timestamp: int = 0
-    pubkey_algo: str = ""
-    user_name: str = ""
-    user_email: str = ""
-    exp_timestamp: int = 0
-    key_exp_timestamp: int = 0
-    key_exp_timestamp_primary: int = 0
+    def __init__(self, valid: bool, key_missing: bool = False, key_expired: bool = False,
+                 key_revoked: bool = False, sig_expired: bool = False, fingerprint: str = "",
+                 fingerprint_primary: str = "", timestamp: int = 0, pubkey_algo: str = "",
+                 user_name: str = "", user_email: str = "", exp_timestamp: int = 0,
+                 key_exp_timestamp: int = 0, key_exp_timestamp_primary: int = 0) -> None:
+        self.valid = valid
+        self.key_missing = key_missing
+        self.key_expired = key_expired
+        self.key_revoked = key_revoked
+        self.sig_expired = sig_expired
+        self.fingerprint = fingerprint
+        self.fingerprint_primary = fingerprint_primary
+        self.timestamp = timestamp
+        self.pubkey_algo = pubkey_algo
+        self.user_name = user_name
+        self.user_email = user_email
+        self.exp_timestamp = exp_timestamp
+        self.key_exp_timestamp = key_exp_timestamp
+        self.key_exp_timestamp_primary = key_exp_timestamp_primary
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def describe(self, prefix: str = "") -> str:
         kid = self.fingerprint[-16:]
@@ -257,9 +269,17 @@ class Signature:
         return out
 
 
-@dataclass
 class VerifyResult:
-    signatures: list[Signature]
+    def __init__(self, signatures: list[Signature]) -> None:
+        self.signatures = signatures
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def n_valid(self) -> int:
@@ -365,6 +385,9 @@ def _split_signatures(sigs: bytes) -> list[bytes]:
 
 @contextmanager
 def _keyring_files(keyrings: list[bytes]) -> Iterator[tuple[str, list[str]]]:
+    import subprocess
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="ostree-gpgv-") as tmp:
         os.chmod(tmp, 0o700)
         paths = []
@@ -382,6 +405,8 @@ def _keyring_files(keyrings: list[bytes]) -> Iterator[tuple[str, list[str]]]:
 
 def verify_data(data: bytes, signatures: list[bytes], keyrings: list[bytes]) -> VerifyResult:
     """Check each signature over *data* against the public keys in *keyrings*."""
+    import subprocess
+
     gpgv = _exe("gpgv")
     result = VerifyResult([])
     with _keyring_files(keyrings) as (tmp, paths):
@@ -414,6 +439,8 @@ def verify_data(data: bytes, signatures: list[bytes], keyrings: list[bytes]) -> 
 
 def _add_key_details(home: str, keyrings: list[str], sigs: list[Signature]) -> None:
     """Primary fingerprints and key expiry times, from a listing of the keyrings."""
+    import subprocess
+
     args = [_exe("gpg"), "--homedir", home, "--batch", "--no-tty", "--no-default-keyring",
             "--no-auto-check-trustdb", "--with-colons", "--fixed-list-mode", "--with-fingerprint",
             "--with-subkey-fingerprint"]
@@ -495,6 +522,9 @@ def _keypath_list(value: str) -> list[str]:
 
 def _import_key_files(paths: list[str]) -> bytes:
     """One binary keyring of the public keys in key files (armored or not), as gpgme imports them."""
+    import subprocess
+    import tempfile
+
     for p in paths:
         if not os.access(p, os.R_OK):
             raise OstreeError(f"{p}: No such file or directory")

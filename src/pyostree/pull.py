@@ -22,23 +22,18 @@ are not used: objects are always fetched one by one.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
-import shutil
 import struct
-import tempfile
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 from . import gvariant
 from . import objects as obj
 from . import refs as _refs
 from .errors import NotFoundError, OstreeError
-from .fetcher import DEFAULT_RETRIES, Fetcher, NotFound
 from .fsck import commit_state, remove_tombstone, verify_metadata_bytes
 from .keyfile import KeyFile
 from .objects import ObjectType
@@ -46,9 +41,13 @@ from .pull_local import PullStats, import_object
 from .remotes import list_remotes
 from .repo import Repo, RepoMode
 
+DEFAULT_RETRIES = 5  # ostree's default for --network-retries
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
+
+    from .fetcher import Fetcher
 
 _MAX_SUMMARY_SIZE = 50 * 1024 * 1024
 _MAX_CONTENT_SIZE = 8 * 1024 * 1024 * 1024
@@ -56,41 +55,56 @@ _INFLATE_IN_MEMORY = 16 << 20
 _SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
 
 
-@dataclass
 class PullOptions:
-    url: str | None = None
-    """Use this URL instead of the remote's configured one."""
-    commit_only: bool = False
-    depth: int = 0
-    mirror: bool = False
-    subpaths: list[str] | None = None
-    localcache_repos: list[str] = field(default_factory=list)
-    timestamp_check: bool = False
-    timestamp_check_from_rev: str | None = None
-    bareuseronly_files: bool = False
-    dry_run: bool = False
-    network_retries: int = DEFAULT_RETRIES
-    http_trusted: bool = False
-    require_static_deltas: bool = False
-    disable_static_deltas: bool = False
-    timeout: float = 30.0
-    http_headers: dict[str, str] = field(default_factory=dict)
-    gpg_verify: bool | None = None
-    """Require good GPG signatures on commits; None: the remote's ``gpg-verify`` (default true)."""
-    gpg_verify_summary: bool | None = None
-    sign_verifiers: list[Any] | None = None
-    """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
+    def __init__(self, url: str | None = None, commit_only: bool = False, depth: int = 0,
+                 mirror: bool = False, subpaths: list[str] | None = None,
+                 localcache_repos: list[str] | None = None, timestamp_check: bool = False,
+                 timestamp_check_from_rev: str | None = None, bareuseronly_files: bool = False,
+                 dry_run: bool = False, network_retries: int = DEFAULT_RETRIES,
+                 http_trusted: bool = False, require_static_deltas: bool = False,
+                 disable_static_deltas: bool = False, timeout: float = 30.0,
+                 http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
+                 gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None) -> None:
+        self.url = url
+        """Use this URL instead of the remote's configured one."""
+        self.commit_only = commit_only
+        self.depth = depth
+        self.mirror = mirror
+        self.subpaths = subpaths
+        self.localcache_repos: list[str] = localcache_repos if localcache_repos is not None else []
+        self.timestamp_check = timestamp_check
+        self.timestamp_check_from_rev = timestamp_check_from_rev
+        self.bareuseronly_files = bareuseronly_files
+        self.dry_run = dry_run
+        self.network_retries = network_retries
+        self.http_trusted = http_trusted
+        self.require_static_deltas = require_static_deltas
+        self.disable_static_deltas = disable_static_deltas
+        self.timeout = timeout
+        self.http_headers: dict[str, str] = http_headers if http_headers is not None else {}
+        self.gpg_verify = gpg_verify
+        """Require good GPG signatures on commits; None: the remote's ``gpg-verify`` (default true)."""
+        self.gpg_verify_summary = gpg_verify_summary
+        self.sign_verifiers = sign_verifiers
+        """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-@dataclass
 class HttpPullStats(PullStats):
-    metadata_fetched: int = 0
-    content_fetched: int = 0
-    metadata_local: int = 0
-    content_local: int = 0
-    bytes_transferred: int = 0
-    seconds: float = 0.0
-    local_transport: bool = False
+    metadata_fetched = 0
+    content_fetched = 0
+    metadata_local = 0
+    content_local = 0
+    bytes_transferred = 0
+    seconds = 0.0
+    local_transport = False
 
     def status_line(self) -> str:
         """The line ``ostree pull`` prints when done (non-tty progress)."""
@@ -198,6 +212,8 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
         raise OstreeError("Static deltas are not supported by pyostree")
     if contenturl is not None and urlparse(contenturl).scheme not in ("http", "https"):
         raise OstreeError(f"Invalid URI scheme in {contenturl}")
+    from .fetcher import Fetcher  # urllib3 and its http/ssl stack: only for real HTTP
+
     content_fetcher = None
     if contenturl is not None and contenturl.rstrip("/") != url.rstrip("/"):
         content_fetcher = Fetcher(contenturl, retries=opts.network_retries, timeout=opts.timeout,
@@ -245,10 +261,18 @@ def _compare_timestamps(current_rev: str, current_ts: int, new_rev: str, new_ts:
         f"'{_fmt_c(current_ts)}'; use --allow-downgrade to permit")
 
 
-@dataclass
 class _Target:
-    ref: str | None
-    commit: str
+    def __init__(self, ref: str | None, commit: str) -> None:
+        self.ref = ref
+        self.commit = commit
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 class _HttpPuller:
@@ -385,6 +409,8 @@ class _HttpPuller:
                 out.append(_Target(ref, csum))
                 continue
             path = f"refs/heads/{ref}"
+            from .fetcher import NotFound
+
             try:
                 data = self.fetcher.get(path, max_size=1024)
             except NotFound as e:
@@ -669,9 +695,11 @@ class _HttpPuller:
             f.seek(0)
             self._store_filez(csum, f.read(obj.MAX_METADATA_SIZE + 16))
             return
+        import tempfile
+
         with tempfile.TemporaryFile(dir=f"/proc/self/fd/{dest.dfd}/tmp") as out:
             if not trusted_raw:
-                h = hashlib.sha256(obj.file_header(info))
+                h = obj.sha256(obj.file_header(info))
                 d = zlib.decompressobj(-15)
                 total = 0
                 try:
@@ -728,7 +756,7 @@ class _HttpPuller:
                 raise OstreeError(f"Corrupted file object {csum}: {e}") from None
             if len(content) != info.size or d.unconsumed_tail:
                 raise OstreeError(f"Corrupted file object {csum}: content is not {info.size} bytes")
-        actual = hashlib.sha256(obj.file_header(info) + content).hexdigest()
+        actual = obj.sha256(obj.file_header(info) + content).hexdigest()
         if actual != csum:
             raise OstreeError(f"Corrupted file object; checksum expected='{csum}' actual='{actual}'")
         if dest.mode is RepoMode.ARCHIVE:
@@ -745,6 +773,8 @@ class _HttpPuller:
         tmp = f"tmp.pull.{os.getpid()}.{csum[2:12]}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=sdfd)
         try:
+            import shutil
+
             with os.fdopen(os.dup(fd), "wb") as w:
                 shutil.copyfileobj(f, w, 1 << 20)
             if dest.per_object_fsync and not dest.disable_fsync:

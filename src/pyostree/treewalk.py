@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from .errors import NotFoundError, OstreeError
 from .objects import FileInfo, Xattrs
@@ -26,18 +25,27 @@ if TYPE_CHECKING:
 MAX_SYMLINK_DEPTH = 40
 
 
-@dataclass
 class Node:
     """One file or directory of a commit."""
 
-    repo: Repo
-    path: str
-    """Absolute path inside the commit (``/`` for the root)."""
-    checksum: str
-    """Content checksum for files, dirmeta checksum for directories."""
-    contents: str | None = None
-    """Dirtree checksum (directories only)."""
-    _info: FileInfo | None = field(default=None, repr=False)
+    def __init__(self, repo: Repo, path: str, checksum: str, contents: str | None = None,
+                 info: FileInfo | None = None) -> None:
+        self.repo = repo
+        self.path = path
+        """Absolute path inside the commit (``/`` for the root)."""
+        self.checksum = checksum
+        """Content checksum for files, dirmeta checksum for directories."""
+        self.contents = contents
+        """Dirtree checksum (directories only)."""
+        self._info = info
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def is_dir(self) -> bool:

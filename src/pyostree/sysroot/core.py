@@ -21,8 +21,6 @@ Deployments are checked out with overlayfs passthrough whiteouts on
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import re
@@ -141,18 +139,12 @@ def shell_unquote(s: str) -> str | None:
     return "".join(out)
 
 
-_libc: ctypes.CDLL | None = None
-
-
 def _syncfs(fd: int) -> None:
-    global _libc
     if os.environ.get("OSTREE_SUPPRESS_SYNCFS"):
         return
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if _libc.syncfs(fd) != 0:
-        e = ctypes.get_errno()
-        raise OstreeError(f"syncfs: {os.strerror(e)}", errno=e)
+    from ..repo import _syncfs as syncfs  # ctypes, loaded on first use
+
+    syncfs(fd)
 
 
 class Sysroot:

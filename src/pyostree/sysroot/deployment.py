@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..keyfile import KeyFile
 from .bootconfig import BootConfig
 
@@ -13,18 +11,24 @@ UNLOCKED_HOTFIX = "hotfix"
 UNLOCKED_TRANSIENT = "transient"
 
 
-@dataclass(eq=False)
 class Deployment:
-    index: int
-    osname: str
-    csum: str
-    deployserial: int
-    bootcsum: str | None = None
-    bootserial: int = -1
-    bootconfig: BootConfig | None = None
-    origin: KeyFile | None = None
-    unlocked: str = UNLOCKED_NONE
-    staged: bool = False
+    def __init__(self, index: int, osname: str, csum: str, deployserial: int,
+                 bootcsum: str | None = None, bootserial: int = -1,
+                 bootconfig: BootConfig | None = None, origin: KeyFile | None = None,
+                 unlocked: str = UNLOCKED_NONE, staged: bool = False) -> None:
+        self.index = index
+        self.osname = osname
+        self.csum = csum
+        self.deployserial = deployserial
+        self.bootcsum = bootcsum
+        self.bootserial = bootserial
+        self.bootconfig = bootconfig
+        self.origin = origin
+        self.unlocked = unlocked
+        self.staged = staged
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def equal(self, other: Deployment | None) -> bool:
         """``ostree_deployment_equal``: same osname, commit and deploy serial."""

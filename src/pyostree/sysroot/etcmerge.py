@@ -11,21 +11,27 @@ and never followed; other special files are skipped.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import stat
-from dataclasses import dataclass
 
 from ..diff import DiffOptions, diff_dirs, open_side
 from ..errors import OstreeError
-from ..repo import Repo, list_xattrs, set_xattrs
+from ..repo import Repo, _random_token, list_xattrs, set_xattrs
 
 
-@dataclass
 class MergeStats:
-    modified: int
-    removed: int
-    added: int
+    def __init__(self, modified: int, removed: int, added: int) -> None:
+        self.modified = modified
+        self.removed = removed
+        self.added = added
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _copy_attrs(src: str, dst: str, no_xattrs: bool) -> None:
@@ -49,7 +55,7 @@ def _copy_file(src: str, dst: str, no_xattrs: bool) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise OstreeError(f"Cannot copy non-regular/non-symlink file: {src}")
     parent = os.path.dirname(dst) or "."
-    tmp = os.path.join(parent, f".{os.path.basename(dst)}.{secrets.token_hex(4)}.tmp")
+    tmp = os.path.join(parent, f".{os.path.basename(dst)}.{_random_token(8)}.tmp")
     with open(src, "rb") as fi, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                                              | os.O_NOFOLLOW, 0o600), "wb") as fo:
         shutil.copyfileobj(fi, fo, 1 << 20)

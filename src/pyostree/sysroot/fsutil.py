@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
-import shutil
 import stat
 
 from ..errors import OstreeError
+from ..repo import _random_token
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -64,6 +63,8 @@ def rm_rf_at(dfd: int, path: str) -> None:
                 _clear_immutable(fd)
             finally:
                 os.close(fd)
+            import shutil
+
             shutil.rmtree(path, dir_fd=dfd)
         else:
             os.unlink(path, dir_fd=dfd)
@@ -116,7 +117,7 @@ def replace_contents_at(dfd: int, path: str, data: bytes, mode: int = 0o644,
                         fsync: bool = False) -> None:
     """Atomically replace *path* (write a temporary file, then rename)."""
     parent, _, name = path.rpartition("/")
-    tmp = f"{parent + '/' if parent else ''}.{name}.{secrets.token_hex(4)}.tmp"
+    tmp = f"{parent + '/' if parent else ''}.{name}.{_random_token(8)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                      mode, dir_fd=dfd)

@@ -7,32 +7,46 @@ Layouts, in libostree's order of preference: ``usr/lib/modules/$kver/vmlinuz``
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
 
 from ..errors import OstreeError
+from ..objects import sha256
 from .fsutil import err, exists_at
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    import hashlib
 
 _CSUM = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass
 class KernelLayout:
-    boot_dir: str
-    """Directory (relative to the deployment root) holding the files."""
-    kernel_srcpath: str
-    kernel_namever: str
-    bootcsum: str
-    initramfs_srcpath: str | None = None
-    initramfs_namever: str | None = None
-    devicetree_srcpath: str | None = None
-    devicetree_namever: str | None = None
-    """None with a srcpath: a whole ``dtb`` directory."""
-    hmac_srcpath: str | None = None
-    hmac_namever: str | None = None
+    def __init__(self, boot_dir: str, kernel_srcpath: str, kernel_namever: str, bootcsum: str,
+                 initramfs_srcpath: str | None = None, initramfs_namever: str | None = None,
+                 devicetree_srcpath: str | None = None, devicetree_namever: str | None = None,
+                 hmac_srcpath: str | None = None, hmac_namever: str | None = None) -> None:
+        self.boot_dir = boot_dir
+        """Directory (relative to the deployment root) holding the files."""
+        self.kernel_srcpath = kernel_srcpath
+        self.kernel_namever = kernel_namever
+        self.bootcsum = bootcsum
+        self.initramfs_srcpath = initramfs_srcpath
+        self.initramfs_namever = initramfs_namever
+        self.devicetree_srcpath = devicetree_srcpath
+        self.devicetree_namever = devicetree_namever
+        """None with a srcpath: a whole ``dtb`` directory."""
+        self.hmac_srcpath = hmac_srcpath
+        self.hmac_namever = hmac_namever
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _hash_file(h: hashlib._Hash, dfd: int, path: str) -> None:
@@ -71,7 +85,7 @@ def _usrlib_modules(dfd: int, no_dtb: bool) -> KernelLayout | None:
             continue
         kver = ent.name
         bdir = f"{base}/{kver}"
-        h = hashlib.sha256()
+        h = sha256()
         _hash_file(h, dfd, f"{bdir}/vmlinuz")
         lay = KernelLayout(bdir, "vmlinuz", f"vmlinuz-{kver}", "")
         for cand in ("initramfs.img", "initramfs"):
