@@ -53,7 +53,6 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from . import gvariant
 from . import objects as obj
@@ -323,37 +322,64 @@ def _raw_sv_entry(key: str, vtype: str, vdata: bytes) -> bytes:
 # superblock
 
 
-@dataclass
 class PartHeader:
-    version: int
-    checksum: str
-    size: int
-    usize: int
-    objects: list[ObjectName]
+    def __init__(self, version: int, checksum: str, size: int, usize: int, objects: list[ObjectName]) -> None:
+        self.version = version
+        self.checksum = checksum
+        self.size = size
+        self.usize = usize
+        self.objects = objects
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-@dataclass
 class Fallback:
-    objtype: ObjectType
-    checksum: str
-    size: int
-    usize: int
+    def __init__(self, objtype: ObjectType, checksum: str, size: int, usize: int) -> None:
+        self.objtype = objtype
+        self.checksum = checksum
+        self.size = size
+        self.usize = usize
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-@dataclass
 class Superblock:
-    metadata: list[tuple[str, Variant]]
-    timestamp: int
-    from_: str | None
-    to: str
-    commit: bytes
-    parts: list[PartHeader]
-    fallbacks: list[Fallback]
-    n_parents: int = 0
-    signed: bool = False
-    endianness: str = "little"
-    swap: bool = False
-    signatures: list[str] = field(default_factory=list)
+    def __init__(self, metadata: list[tuple[str, Variant]], timestamp: int, from_: str | None, to: str,
+                 commit: bytes, parts: list[PartHeader], fallbacks: list[Fallback], n_parents: int = 0,
+                 signed: bool = False, endianness: str = "little", swap: bool = False,
+                 signatures: list[str] | None = None) -> None:
+        self.metadata = metadata
+        self.timestamp = timestamp
+        self.from_ = from_
+        self.to = to
+        self.commit = commit
+        self.parts = parts
+        self.fallbacks = fallbacks
+        self.n_parents = n_parents
+        self.signed = signed
+        self.endianness = endianness
+        self.swap = swap
+        self.signatures: list[str] = signatures if signatures is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def meta(self, key: str) -> Variant | None:
         for k, v in self.metadata:
@@ -450,13 +476,22 @@ def _endianness(md: list[tuple[str, Variant]], entries: list[Any]) -> tuple[str,
 # parts
 
 
-@dataclass
 class PartPayload:
-    modes: list[tuple[int, int, int]]
-    """(uid, gid, mode), already converted from big-endian."""
-    xattrs: list[list[tuple[bytes, bytes]]]
-    blob: bytes
-    ops: bytes
+    def __init__(self, modes: list[tuple[int, int, int]], xattrs: list[list[tuple[bytes, bytes]]],
+                 blob: bytes, ops: bytes) -> None:
+        self.modes = modes
+        """(uid, gid, mode), already converted from big-endian."""
+        self.xattrs = xattrs
+        self.blob = blob
+        self.ops = ops
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def encode_part(payload: PartPayload, compress: bool = True) -> bytes:
@@ -564,31 +599,50 @@ class _PartBuilder:
 # generation
 
 
-@dataclass
 class GenerateOptions:
-    max_chunk_size: int = 32
-    """Megabytes (10^6 bytes) per part."""
-    min_fallback_size: int = 4
-    """Objects over this many megabytes are fetched individually; 0 disables."""
-    inline: bool = False
-    filename: str | None = None
-    endianness: str | None = None
-    """'l' or 'B'; None for host order."""
-    bsdiff: bool = True
-    """Encode modified files (same basename, similar size) as bsdiff patches."""
-    max_bsdiff_size: int = 128
-    """Megabytes: pairs whose summed size exceed this are sent whole."""
-    metadata: list[tuple[str, Variant]] = field(default_factory=list)
+    def __init__(self, max_chunk_size: int = 32, min_fallback_size: int = 4, inline: bool = False,
+                 filename: str | None = None, endianness: str | None = None, bsdiff: bool = True,
+                 max_bsdiff_size: int = 128, metadata: list[tuple[str, Variant]] | None = None) -> None:
+        self.max_chunk_size = max_chunk_size
+        """Megabytes (10^6 bytes) per part."""
+        self.min_fallback_size = min_fallback_size
+        """Objects over this many megabytes are fetched individually; 0 disables."""
+        self.inline = inline
+        self.filename = filename
+        self.endianness = endianness
+        """'l' or 'B'; None for host order."""
+        self.bsdiff = bsdiff
+        """Encode modified files (same basename, similar size) as bsdiff patches."""
+        self.max_bsdiff_size = max_bsdiff_size
+        """Megabytes: pairs whose summed size exceed this are sent whole."""
+        self.metadata: list[tuple[str, Variant]] = metadata if metadata is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-@dataclass
 class GenerateStats:
-    n_parts: int = 0
-    n_fallback: int = 0
-    n_bsdiff: int = 0
-    uncompressed: int = 0
-    compressed: int = 0
-    loose: int = 0
+    def __init__(self, n_parts: int = 0, n_fallback: int = 0, n_bsdiff: int = 0, uncompressed: int = 0,
+                 compressed: int = 0, loose: int = 0) -> None:
+        self.n_parts = n_parts
+        self.n_fallback = n_fallback
+        self.n_bsdiff = n_bsdiff
+        self.uncompressed = uncompressed
+        self.compressed = compressed
+        self.loose = loose
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _reachable(repo: Repo, commit: str) -> set[ObjectName]:
