@@ -342,6 +342,10 @@ def load_dirtree_fast(repo: Repo, checksum: str) -> tuple[_Files, _Dirs]:
 # ---------------------------------------------------------------------------
 
 
+_LINKABLE_MAX = 65536
+"""Objects remembered as hardlinkable (checksum, path, dev/ino); about 10 MB at most."""
+
+
 class _Checkout:
     def __init__(self, repo: Repo, options: CheckoutOptions) -> None:
         self.repo = repo
@@ -461,6 +465,8 @@ class _Checkout:
         files, dirs = load_dirtree_fast(repo, tree_csum)
         meta = self._dirmetas.get(meta_csum)
         if meta is None:
+            if len(self._dirmetas) >= 4096:
+                self._dirmetas.clear()
             meta = self._dirmetas[meta_csum] = repo.load_dirmeta(meta_csum)
         if self.has_filter and self._skipped(path, meta.mode):
             return None
@@ -541,6 +547,8 @@ class _Checkout:
                 if src is None:
                     self.checkout_file(dfd, fname, c, path + fname)
                     continue
+                if len(linkable) >= _LINKABLE_MAX:
+                    linkable.clear()  # a cache of repeats, not a table of the tree: memory stays bounded
                 linkable[c] = src
             if look_first:
                 try:
