@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 OSTREE_TIMESTAMP = 0
 DEFAULT_ZLIB_LEVEL = 6
 _CHUNK = 1 << 20
+# metadata read cache: entries x largest cached object bounds its memory (32 MB);
+# a big directory's dirtree is read once per walk and not worth keeping
+_META_CACHE_ENTRIES = 4096
+_META_CACHE_MAX_OBJECT = 8192
 
 
 class RepoMode(enum.Enum):
@@ -395,9 +399,10 @@ class Repo:
             data = _read_all(fd)
         finally:
             os.close(fd)
-        self._meta_cache[key] = data
-        if len(self._meta_cache) > 4096:
-            self._meta_cache.popitem(last=False)
+        if len(data) <= _META_CACHE_MAX_OBJECT:
+            self._meta_cache[key] = data
+            if len(self._meta_cache) > _META_CACHE_ENTRIES:
+                self._meta_cache.popitem(last=False)
         return data
 
     def load_commit(self, checksum: str) -> Commit:
