@@ -58,7 +58,7 @@ from . import gvariant
 from . import objects as obj
 from .errors import OstreeError
 from .gvariant import Variant
-from .objects import FileInfo, ObjectType, varuint64
+from .objects import FileInfo, ObjectType, Record, varuint64
 from .repo import Repo, rm_rf_at
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
@@ -322,7 +322,7 @@ def _raw_sv_entry(key: str, vtype: str, vdata: bytes) -> bytes:
 # superblock
 
 
-class PartHeader:
+class PartHeader(Record):
     def __init__(self, version: int, checksum: str, size: int, usize: int, objects: list[ObjectName]) -> None:
         self.version = version
         self.checksum = checksum
@@ -330,32 +330,18 @@ class PartHeader:
         self.usize = usize
         self.objects = objects
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-class Fallback:
+class Fallback(Record):
     def __init__(self, objtype: ObjectType, checksum: str, size: int, usize: int) -> None:
         self.objtype = objtype
         self.checksum = checksum
         self.size = size
         self.usize = usize
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-class Superblock:
+class Superblock(Record):
     def __init__(self, metadata: list[tuple[str, Variant]], timestamp: int, from_: str | None, to: str,
                  commit: bytes, parts: list[PartHeader], fallbacks: list[Fallback], n_parents: int = 0,
                  signed: bool = False, endianness: str = "little", swap: bool = False,
@@ -372,14 +358,6 @@ class Superblock:
         self.endianness = endianness
         self.swap = swap
         self.signatures: list[str] = signatures if signatures is not None else []
-
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def meta(self, key: str) -> Variant | None:
         for k, v in self.metadata:
@@ -476,7 +454,7 @@ def _endianness(md: list[tuple[str, Variant]], entries: list[Any]) -> tuple[str,
 # parts
 
 
-class PartPayload:
+class PartPayload(Record):
     def __init__(self, modes: list[tuple[int, int, int]], xattrs: list[list[tuple[bytes, bytes]]],
                  blob: bytes, ops: bytes) -> None:
         self.modes = modes
@@ -485,13 +463,6 @@ class PartPayload:
         self.blob = blob
         self.ops = ops
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def encode_part(payload: PartPayload, compress: bool = True) -> bytes:
@@ -599,7 +570,7 @@ class _PartBuilder:
 # generation
 
 
-class GenerateOptions:
+class GenerateOptions(Record):
     def __init__(self, max_chunk_size: int = 32, min_fallback_size: int = 4, inline: bool = False,
                  filename: str | None = None, endianness: str | None = None, bsdiff: bool = True,
                  max_bsdiff_size: int = 128, metadata: list[tuple[str, Variant]] | None = None) -> None:
@@ -617,16 +588,9 @@ class GenerateOptions:
         """Megabytes: pairs whose summed size exceed this are sent whole."""
         self.metadata: list[tuple[str, Variant]] = metadata if metadata is not None else []
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
-class GenerateStats:
+class GenerateStats(Record):
     def __init__(self, n_parts: int = 0, n_fallback: int = 0, n_bsdiff: int = 0, uncompressed: int = 0,
                  compressed: int = 0, loose: int = 0) -> None:
         self.n_parts = n_parts
@@ -636,13 +600,6 @@ class GenerateStats:
         self.compressed = compressed
         self.loose = loose
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _reachable(repo: Repo, commit: str) -> set[ObjectName]:

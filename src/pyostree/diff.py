@@ -13,7 +13,7 @@ import stat
 
 from . import objects as obj
 from .errors import NotFoundError, OstreeError, os_error
-from .objects import DirMeta, FileInfo
+from .objects import DirMeta, FileInfo, Record
 from .treewalk import Node
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
@@ -63,21 +63,13 @@ def checksum_local(path: str, *, ignore_xattrs: bool = False, owner_uid: int = -
     return h.hexdigest()
 
 
-class _Local:
+class _Local(Record):
     """A local file or directory on one side of a diff."""
 
     def __init__(self, path: str, rel: str, st: os.stat_result) -> None:
         self.path = path
         self.rel = rel
         self.st = st
-
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def is_dir(self) -> bool:
@@ -91,21 +83,13 @@ class _Local:
 Side = Node | _Local
 
 
-class DiffResult:
+class DiffResult(Record):
     def __init__(self, modified: list[tuple[str, str]] | None = None, removed: list[str] | None = None,
                  added: list[str] | None = None) -> None:
         self.modified: list[tuple[str, str]] = modified if modified is not None else []
         """(path as printed relative to the source side, path on the target side)."""
         self.removed: list[str] = removed if removed is not None else []
         self.added: list[str] = added if added is not None else []
-
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def format(self) -> str:
         lines = [f"M    {p}" for p, _ in self.modified]
@@ -114,19 +98,12 @@ class DiffResult:
         return "".join(line + "\n" for line in lines)
 
 
-class DiffOptions:
+class DiffOptions(Record):
     def __init__(self, ignore_xattrs: bool = False, owner_uid: int = -1, owner_gid: int = -1) -> None:
         self.ignore_xattrs = ignore_xattrs
         self.owner_uid = owner_uid
         self.owner_gid = owner_gid
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _label(x: Side) -> str:

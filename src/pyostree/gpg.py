@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 from . import gvariant
 from .errors import NotFoundError, OstreeError
-from .objects import ObjectType
+from .objects import ObjectType, Record
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
@@ -210,7 +210,7 @@ def sign_summary(repo: Repo, key_ids: list[str], homedir: str | None = None) -> 
 # -- verification -------------------------------------------------------------
 
 
-class Signature:
+class Signature(Record):
     def __init__(self, valid: bool, key_missing: bool = False, key_expired: bool = False,
                  key_revoked: bool = False, sig_expired: bool = False, fingerprint: str = "",
                  fingerprint_primary: str = "", timestamp: int = 0, pubkey_algo: str = "",
@@ -230,14 +230,6 @@ class Signature:
         self.exp_timestamp = exp_timestamp
         self.key_exp_timestamp = key_exp_timestamp
         self.key_exp_timestamp_primary = key_exp_timestamp_primary
-
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def describe(self, prefix: str = "") -> str:
         kid = self.fingerprint[-16:]
@@ -269,17 +261,9 @@ class Signature:
         return out
 
 
-class VerifyResult:
+class VerifyResult(Record):
     def __init__(self, signatures: list[Signature]) -> None:
         self.signatures = signatures
-
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def n_valid(self) -> int:

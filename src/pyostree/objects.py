@@ -152,32 +152,36 @@ def xattr_name(stored: bytes) -> bytes:
 # Metadata objects
 
 
-class _Record:
-    """Plain value classes: __init__ by hand, equality and repr over __slots__.
+class Record:
+    """Base of pyostree's plain value classes: equality and repr over their fields.
 
     Not dataclasses: importing dataclasses (and inspect with it) costs more
-    start-up time than every pyostree module together, and slots keep the
-    per-file objects of a big tree small.
+    start-up time than every pyostree module together.  Fields are the
+    ``__slots__`` of a slotted subclass (slots keep the per-file objects of a
+    big tree small), else the instance's attributes in assignment order.
     """
 
     __slots__: tuple[str, ...] = ()
 
-    def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, n) for n in self.__slots__)
+    def _fields(self) -> list[tuple[str, Any]]:
+        if self.__slots__:
+            return [(n, getattr(self, n)) for n in self.__slots__]
+        return list(vars(self).items())
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._key() == other._key()
+        assert isinstance(other, Record)
+        return self._fields() == other._fields()
 
     __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        args = ", ".join(f"{n}={v!r}" for n, v in self._fields())
         return f"{self.__class__.__name__}({args})"
 
 
-class DirMeta(_Record):
+class DirMeta(Record):
     __slots__ = ("uid", "gid", "mode", "xattrs")  # noqa: RUF023  (field order)
 
     def __init__(self, uid: int, gid: int, mode: int, xattrs: Xattrs | None = None) -> None:
@@ -197,7 +201,7 @@ class DirMeta(_Record):
         return cls(_be32(uid), _be32(gid), _be32(mode), [(bytes(n), bytes(v)) for n, v in xattrs])
 
 
-class DirTree(_Record):
+class DirTree(Record):
     __slots__ = ("files", "dirs")  # noqa: RUF023  (field order)
 
     def __init__(self, files: list[tuple[str, str]] | None = None,
@@ -231,7 +235,7 @@ class DirTree(_Record):
         return tree
 
 
-class Commit(_Record):
+class Commit(Record):
     __slots__ = ("metadata", "parent", "related", "subject", "body",  # noqa: RUF023  (field order)
                  "timestamp", "root_contents", "root_meta")
 
@@ -294,7 +298,7 @@ def metadata_lookup(md: list[tuple[str, gvariant.Variant]], key: str) -> Any:
 # Content objects
 
 
-class FileInfo(_Record):
+class FileInfo(Record):
     """Metadata of a content object (what the file header carries)."""
 
     __slots__ = ("mode", "uid", "gid", "size", "symlink_target", "xattrs")  # noqa: RUF023  (field order)

@@ -36,7 +36,7 @@ from . import refs as _refs
 from .errors import NotFoundError, OstreeError
 from .fsck import commit_state, remove_tombstone, verify_metadata_bytes
 from .keyfile import KeyFile
-from .objects import ObjectType
+from .objects import ObjectType, Record
 from .pull_local import PullStats, import_object
 from .remotes import list_remotes
 from .repo import Repo, RepoMode
@@ -55,7 +55,7 @@ _INFLATE_IN_MEMORY = 16 << 20
 _SUMMARY_TYPE = "(a(s(taya{sv}))a{sv})"
 
 
-class PullOptions:
+class PullOptions(Record):
     def __init__(self, url: str | None = None, commit_only: bool = False, depth: int = 0,
                  mirror: bool = False, subpaths: list[str] | None = None,
                  localcache_repos: list[str] | None = None, timestamp_check: bool = False,
@@ -88,13 +88,6 @@ class PullOptions:
         self.sign_verifiers = sign_verifiers
         """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 class HttpPullStats(PullStats):
@@ -261,18 +254,11 @@ def _compare_timestamps(current_rev: str, current_ts: int, new_rev: str, new_ts:
         f"'{_fmt_c(current_ts)}'; use --allow-downgrade to permit")
 
 
-class _Target:
+class _Target(Record):
     def __init__(self, ref: str | None, commit: str) -> None:
         self.ref = ref
         self.commit = commit
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 class _HttpPuller:

@@ -11,6 +11,7 @@ import os
 
 from .errors import NotFoundError, OstreeError, os_error
 from .keyfile import KeyFile
+from .objects import Record
 from .refs import validate_remote_name
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
@@ -31,20 +32,12 @@ def _name_of_group(group: str) -> str | None:
     return None
 
 
-class Remote:
+class Remote(Record):
     def __init__(self, name: str, options: dict[str, str], file: str | None = None) -> None:
         self.name = name
         self.options = options
         self.file = file
         """The ``remotes.d`` file the remote comes from, or None for the repo config."""
-
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def keyring(self) -> str:

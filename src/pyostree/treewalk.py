@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterator
 
 from .errors import NotFoundError, OstreeError
-from .objects import FileInfo, Xattrs
+from .objects import FileInfo, Record, Xattrs
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 MAX_SYMLINK_DEPTH = 40
 
 
-class Node:
+class Node(Record):
     """One file or directory of a commit."""
 
     def __init__(self, repo: Repo, path: str, checksum: str, contents: str | None = None,
@@ -38,14 +38,6 @@ class Node:
         self.contents = contents
         """Dirtree checksum (directories only)."""
         self._info = info
-
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def is_dir(self) -> bool:

@@ -16,22 +16,16 @@ import stat
 
 from ..diff import DiffOptions, diff_dirs, open_side
 from ..errors import OstreeError
+from ..objects import Record
 from ..repo import Repo, _random_token, list_xattrs, set_xattrs
 
 
-class MergeStats:
+class MergeStats(Record):
     def __init__(self, modified: int, removed: int, added: int) -> None:
         self.modified = modified
         self.removed = removed
         self.added = added
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _copy_attrs(src: str, dst: str, no_xattrs: bool) -> None:

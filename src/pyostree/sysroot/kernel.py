@@ -12,7 +12,7 @@ import re
 import stat
 
 from ..errors import OstreeError
-from ..objects import sha256
+from ..objects import Record, sha256
 from .fsutil import err, exists_at
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _CSUM = re.compile(r"^[0-9a-f]{64}$")
 
 
-class KernelLayout:
+class KernelLayout(Record):
     def __init__(self, boot_dir: str, kernel_srcpath: str, kernel_namever: str, bootcsum: str,
                  initramfs_srcpath: str | None = None, initramfs_namever: str | None = None,
                  devicetree_srcpath: str | None = None, devicetree_namever: str | None = None,
@@ -40,13 +40,6 @@ class KernelLayout:
         self.hmac_srcpath = hmac_srcpath
         self.hmac_namever = hmac_namever
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and vars(self) == vars(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _hash_file(h: hashlib._Hash, dfd: int, path: str) -> None:
