@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 
+# The package in this checkout, whatever else is installed (git worktrees share one editable install)
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+if sys.path[:1] != [SRC]:
+    sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join([SRC, *filter(None, [os.environ.get("PYTHONPATH")])])
+
 REAL_OSTREE = shutil.which("ostree")
 IS_ROOT = os.geteuid() == 0
 

@@ -367,7 +367,7 @@ def test_command_output_matches(osrepo: Path, tmp_path: Path, py: Run, c: Run) -
 def test_etc_merge_never_writes_through_symlinks(tmp_path: Path) -> None:
     """A symlinked directory in the new /etc is not followed by the merge."""
     from pyostree.errors import OstreeError
-    from pyostree.repo import Repo
+    from pyostree.store.repo import Repo
     from pyostree.sysroot.etcmerge import merge_etc
 
     old, new, outside = tmp_path / "old", tmp_path / "new", tmp_path / "outside"

@@ -159,9 +159,9 @@ def test_hostile_names_in_dirtree(tmp_path: Path, py: Run, repo: Path, name: str
     """A dirtree naming '..' (or a path) is refused before anything is written outside the target."""
     import stat as stat_
 
-    from pyostree import refs
-    from pyostree.objects import Commit, DirMeta, DirTree, FileInfo
-    from pyostree.repo import Repo
+    from pyostree.store import refs
+    from pyostree.store.objects import Commit, DirMeta, DirTree, FileInfo
+    from pyostree.store.repo import Repo
 
     r = Repo.open(str(repo))
     with r.transaction():

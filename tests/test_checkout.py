@@ -354,8 +354,8 @@ def test_from_file_and_stdin(py: Run, c: Run, tmp_path: Path, repos: dict[str, t
 
 
 def test_library_api(tmp_path: Path, repos: dict[str, tuple[Path, str]]) -> None:
-    from pyostree.checkout import CheckoutMode, CheckoutOptions, OverwriteMode, checkout_tree
-    from pyostree.repo import Repo
+    from pyostree.store.repo import Repo
+    from pyostree.tree.checkout import CheckoutMode, CheckoutOptions, OverwriteMode, checkout_tree
 
     repo_path, commit = repos["bare-user-only"]
     with Repo.open(str(repo_path)) as repo:
@@ -379,8 +379,8 @@ def test_library_api(tmp_path: Path, repos: dict[str, tuple[Path, str]]) -> None
 
 @pytest.mark.parametrize("nfiles,namelen", [(0, 1), (1, 1), (3, 200), (300, 40), (2000, 60)])
 def test_fast_dirtree_reader_matches_strict_parser(nfiles: int, namelen: int) -> None:
-    from pyostree.checkout import _fast_dirtree
-    from pyostree.objects import DirTree
+    from pyostree.store.objects import DirTree
+    from pyostree.tree.checkout import _fast_dirtree
 
     csum = hashlib.sha256(b"x").hexdigest()
     files = sorted((f"{i:05d}" + "f" * namelen, csum) for i in range(nfiles))
@@ -403,8 +403,8 @@ def test_fast_dirtree_reader_matches_strict_parser(nfiles: int, namelen: int) ->
     ("long-target", 0o120777, 0, 0, 0, "t" * 300, []),
 ], ids=lambda i: i[0])
 def test_fast_archive_header_matches_strict_parser(info: tuple[Any, ...]) -> None:
-    from pyostree import objects as obj
-    from pyostree.checkout import _archive_header
+    from pyostree.store import objects as obj
+    from pyostree.tree.checkout import _archive_header
 
     fi = obj.FileInfo(*info[1:])
     head = obj.zlib_file_header(fi) + b"payload"

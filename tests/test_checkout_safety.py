@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, needs_ostree, needs_root
-from pyostree import gvariant
-from pyostree.objects import DIRTREE_TYPE, Commit, DirMeta, FileInfo
-from pyostree.repo import Repo, RepoMode
+from pyostree.store import gvariant
+from pyostree.store.objects import DIRTREE_TYPE, Commit, DirMeta, FileInfo
+from pyostree.store.repo import Repo, RepoMode
 
 pytestmark = [needs_root, needs_ostree]
 Run = Callable[..., Result]
@@ -133,13 +133,13 @@ def _hostile_commit(repo_path: Path, files: list[tuple[str, str]], dirs: list[tu
         content = repo.write_content(FileInfo(0o100644, 0, 0, 5), b"evil\n")
         meta = repo.write_dirmeta(DirMeta(0, 0, 0o40755))
         empty = repo.write_metadata(
-            __import__("pyostree.objects", fromlist=["ObjectType"]).ObjectType.DIR_TREE,
+            __import__("pyostree.store.objects", fromlist=["ObjectType"]).ObjectType.DIR_TREE,
             gvariant.serialize(DIRTREE_TYPE, ([], [])))
         raw = gvariant.serialize(DIRTREE_TYPE, (
             [(n, bytes.fromhex(content if c == "C" else c)) for n, c in files],
             [(n, bytes.fromhex(empty if t == "E" else t), bytes.fromhex(meta)) for n, t, _ in dirs],
         ))
-        from pyostree.objects import ObjectType
+        from pyostree.store.objects import ObjectType
 
         tree = repo.write_metadata(ObjectType.DIR_TREE, raw)
         commit = Commit([], None, [], "hostile", "", 0, tree, meta)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REAL_OSTREE, Result, make_sample_tree, needs_ostree
-from pyostree import gvariant
-from pyostree.summary import SUMMARY_TYPE
+from pyostree.remote.summary import SUMMARY_TYPE
+from pyostree.store import gvariant
 
 pytestmark = needs_ostree
 

@@ -307,7 +307,7 @@ def _table(out: str) -> dict[str, str]:
 @pytest.mark.parametrize("mode", ["bare", "bare-user"])
 def test_link_checkout_speedup_and_devino(tmp_path: Path, mode: str, d_ino: str,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from pyostree import commit
+    from pyostree.tree import commit
 
     if d_ino == "stat":  # as on a filesystem whose d_ino cannot be trusted: every inode from a stat
         monkeypatch.setattr(commit, "exact_d_ino_dev", lambda dfd: None)
@@ -426,8 +426,8 @@ def test_unsupported_entries_fail_like_ostree(tmp_path: Path, setup: Callable[[P
 
 def test_library_commit_directory_matches(tmp_path: Path) -> None:
     """The library entry point gives the CLI's checksum."""
-    from pyostree.commit import commit_directory
-    from pyostree.repo import Repo, RepoMode
+    from pyostree.store.repo import Repo, RepoMode
+    from pyostree.tree.commit import commit_directory
 
     tree = gen_tree(tmp_path / "tree", 13)
     pair = make_pair(tmp_path, "archive")
@@ -501,8 +501,8 @@ def test_commit_tree_containing_the_repo(tmp_path: Path) -> None:
 
 def test_serialize_dirtree_matches_generic() -> None:
     """commit.serialize_dirtree is DirTree.serialize, for every offset width."""
-    from pyostree.commit import serialize_dirtree
-    from pyostree.objects import DirTree
+    from pyostree.store.objects import DirTree
+    from pyostree.tree.commit import serialize_dirtree
 
     rng = random.Random(5)
     alphabet = "abcXYZ019._-~ éü€😀"

@@ -22,11 +22,11 @@ import pytest
 import zstandard
 
 from conftest import needs_ostree, needs_overlayfs, needs_root
-from pyostree import quoting
 from pyostree.errors import OstreeError
 from pyostree.oci import checkout_layers, import_image, layer_ref
-from pyostree.refs import list_refs
-from pyostree.repo import Repo, RepoMode
+from pyostree.store.refs import list_refs
+from pyostree.store.repo import Repo, RepoMode
+from pyostree.tree import quoting
 
 UMOCI = shutil.which("umoci")
 needs_umoci = pytest.mark.skipif(UMOCI is None, reason="needs umoci")

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, needs_ostree
-from pyostree import deltas
-from pyostree import objects as obj
-from pyostree.repo import Repo
+from pyostree.remote import deltas
+from pyostree.remote.deltas.apply import _bspatch as bspatch
+from pyostree.store import objects as obj
+from pyostree.store.objects import ObjectType
+from pyostree.store.repo import Repo
 
 pytestmark = needs_ostree
 
@@ -163,7 +165,7 @@ def test_library_roundtrip_superblock(c: Run, tmp_path: Path) -> None:
         assert deltas.list_deltas(repo) == [f"{old}-{new}"]
         sb = deltas.parse_superblock((repo_path / deltas.delta_relpath(old, new, "superblock")).read_bytes())
         assert sb.from_ == old and sb.to == new and sb.endianness == "big"
-        assert sb.commit == repo.load_metadata(deltas.ObjectType.COMMIT, new)
+        assert sb.commit == repo.load_metadata(ObjectType.COMMIT, new)
         assert all(p.size == (repo_path / deltas.delta_relpath(old, new, str(i))).stat().st_size
                    for i, p in enumerate(sb.parts))
     for n in (0, 1, 127, 128, 300, 1 << 40):
@@ -212,7 +214,7 @@ def test_bsdiff_streams_roundtrip() -> None:
             b[rng.randrange(len(b))] ^= 0x55
         else:
             b = bytearray(rng.getrandbits(8) for _ in range(rng.randint(0, 60)))
-        assert deltas._bspatch(a, len(b), deltas.make_bsdiff(a, bytes(b))) == bytes(b)
+        assert bspatch(a, len(b), deltas.make_bsdiff(a, bytes(b))) == bytes(b)
 
 
 def test_bad_superblocks_are_clear_errors(py: Run, c: Run, tmp_path: Path) -> None:

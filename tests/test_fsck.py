@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_root
-from pyostree import gvariant
-from pyostree import objects as obj
-from pyostree.fsck import FsckOptions, fsck_repo, traverse_commit, verify_object
-from pyostree.objects import ObjectType
-from pyostree.repo import Repo
+from pyostree.store import gvariant
+from pyostree.store import objects as obj
+from pyostree.store.fsck import FsckOptions, fsck_repo, traverse_commit
+from pyostree.store.objects import ObjectType
+from pyostree.store.repo import Repo
+from pyostree.store.verify import verify_object
 
 MODES = ["bare", "archive", "bare-user", "bare-user-only"]
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyostree import gvariant as gv
-from pyostree.gvariant import GVariantError, Variant
+from pyostree.store import gvariant as gv
+from pyostree.store.gvariant import GVariantError, Variant
 
 BASIC = "bynqiuxthdsog"
 FIXED_BASIC = "bynqiuxthd"
@@ -354,7 +354,7 @@ def test_text_matches_ostree_show(tmp_path: Any, c: Any, py: Any) -> None:
     }
     args = [f"--add-metadata={k}={v}" for k, v in entries.items()]
     c(f"--repo={repo}", "commit", "-b", "m", "--timestamp=2020-01-01", *args, str(tree))
-    from pyostree.repo import Repo
+    from pyostree.store.repo import Repo
 
     r = Repo.open(str(repo))
     commit = r.load_commit(r.resolve_rev("m") or "")

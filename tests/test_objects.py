@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, make_sample_tree, needs_root
-from pyostree import gvariant as gv
-from pyostree import objects as obj
 from pyostree.errors import OstreeError
-from pyostree.objects import Commit, DirMeta, DirTree, FileInfo
+from pyostree.store import gvariant as gv
+from pyostree.store import objects as obj
+from pyostree.store.objects import Commit, DirMeta, DirTree, FileInfo
 
 Run = Callable[..., Result]
 MODES = ["bare", "bare-user", "bare-user-only", "archive"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pyostree.prune import parse_branch_depth, parse_date
+from pyostree.store.prune import parse_branch_depth, parse_date
 
 
 def _state(repo: Path) -> set[str]:

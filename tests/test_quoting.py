@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import make_sample_tree, needs_ostree, needs_overlayfs, needs_root
-from pyostree import quoting
-from pyostree.commit import commit_directory
 from pyostree.errors import OstreeError
 from pyostree.oci import checkout_tree
-from pyostree.repo import Repo, RepoMode
+from pyostree.store.repo import Repo, RepoMode
+from pyostree.tree import quoting
+from pyostree.tree.commit import commit_directory
 
 MODES = ["bare", "bare-user", "bare-user-only", "archive"]
 WEIRD = ["plain", "with space", "new\nline", "ünïcödé ☃", "-dash", ".wh.looks-oci"]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pyostree import gvariant, sign
-from pyostree.objects import ObjectType
-from pyostree.repo import Repo
+from pyostree.remote import sign
+from pyostree.store import gvariant
+from pyostree.store.objects import ObjectType
+from pyostree.store.repo import Repo
 
 GPGHOME_SRC = Path("/usr/libexec/installed-tests/libostree/gpghome")
 KEY1 = "7FCA23D8472CDAFA"

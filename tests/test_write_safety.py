@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Result, needs_ostree, needs_root
-from pyostree import objects as obj
+from pyostree.store import objects as obj
 
 Run = Callable[..., Result]
 PY = [sys.executable, "-m", "pyostree"]

@@ -11,12 +11,12 @@ import os
 import sys
 from collections.abc import Callable
 
-from ..errors import OstreeError
-from ..keyfile import KeyFile
-from ..sysroot import KernelArgs, Sysroot
-from ..sysroot.deployment import Deployment
-from . import options as o
-from .main import Context
+from pyostree.cli import options as o
+from pyostree.cli.main import Context
+from pyostree.errors import OstreeError
+from pyostree.store.keyfile import KeyFile
+from pyostree.sysroot import KernelArgs, Sysroot
+from pyostree.sysroot.deployment import Deployment
 
 GLOBAL = [o.Opt("print-current-dir", kind=o.FLAG, help=""),
           o.Opt("sysroot", kind=o.STRING, metavar="PATH", help="Create a new OSTree sysroot at PATH")]
@@ -115,7 +115,7 @@ def cmd_init_fs(argv: list[str]) -> int:
               "PATH", "Initialize a root filesystem")
     if not a.args:
         raise a.fail("PATH must be specified")
-    from ..sysroot.fsutil import mkdir_p_at
+    from pyostree.sysroot.fsutil import mkdir_p_at
 
     path = a.args[0]
     try:
@@ -256,7 +256,7 @@ def cmd_status(argv: list[str]) -> int:
     if not sr.deployments:
         print("No deployments.")
         return 0
-    from .. import objects as obj
+    from pyostree.store import objects as obj
 
     out: list[str] = []
     for d in sr.deployments:
@@ -336,7 +336,7 @@ def cmd_set_origin(argv: list[str]) -> int:
         target = sr.booted_deployment
     else:
         raise OstreeError("Not currently booted into an OSTree system")
-    from ..remotes import add_remote
+    from pyostree.remote.remotes import add_remote
 
     options: dict[str, str | bool | list[str]] = {}
     for kv in a.opts.set:
@@ -349,7 +349,7 @@ def cmd_set_origin(argv: list[str]) -> int:
     old_refspec = origin.get("origin", "refspec") if origin is not None else None
     if old_refspec is None:
         raise OstreeError("No origin/refspec in current deployment origin; cannot change via ostree")
-    from ..refs import parse_refspec
+    from pyostree.store.refs import parse_refspec
 
     _, origin_ref = parse_refspec(old_refspec)
     branch = a.args[2] if len(a.args) > 2 else origin_ref
@@ -388,7 +388,7 @@ def cmd_kargs(argv: list[str]) -> int:
 
 
 def cmd_upgrade(argv: list[str]) -> int:
-    from ..sysroot.upgrader import Upgrader, remove_transient_state
+    from pyostree.sysroot.upgrader import Upgrader, remove_transient_state
 
     a = Admin("upgrade", argv, [
         o.Opt("os", kind=o.STRING, metavar="OSNAME",
@@ -431,8 +431,8 @@ def cmd_upgrade(argv: list[str]) -> int:
 
 
 def cmd_switch(argv: list[str]) -> int:
-    from ..refs import parse_refspec, set_ref
-    from ..sysroot.upgrader import Upgrader
+    from pyostree.store.refs import parse_refspec, set_ref
+    from pyostree.sysroot.upgrader import Upgrader
 
     a = Admin("switch", argv, [
         o.Opt("reboot", "r", help="Reboot after switching trees"),
@@ -520,7 +520,7 @@ def cmd_instutil(argv: list[str]) -> int:
 
 
 def cmd_config_diff(argv: list[str]) -> int:
-    from ..diff import DiffOptions, diff_dirs, open_side
+    from pyostree.tree.diff import DiffOptions, diff_dirs, open_side
 
     a = Admin("config-diff", argv, [
         o.Opt("os", kind=o.STRING, metavar="OSNAME",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import sys
 
-from ..treewalk import commit_root, follow, resolve
-from .main import Context
-from .options import parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import parse, usage_fail
+from pyostree.tree.treewalk import commit_root, follow, resolve
 
 USAGE = "cat [OPTION…] COMMIT PATH..."
 SUMMARY = "Concatenate contents of files"

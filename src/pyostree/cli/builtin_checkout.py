@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from ..checkout import CheckoutMode, CheckoutOptions, OverwriteMode, checkout_tree
-from ..errors import OstreeError
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, STRING, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.store.repo import Repo
+from pyostree.tree.checkout import CheckoutMode, CheckoutOptions, OverwriteMode, checkout_tree
 
 OPTIONS = [
     Opt("user-mode", "U", FLAG, "Do not change file ownership or initialize extended attributes"),

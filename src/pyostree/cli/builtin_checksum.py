@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..diff import checksum_local
-from ..errors import OstreeError
-from .main import Context
-from .options import FLAG, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.tree.diff import checksum_local
 
 OPTIONS = [Opt("ignore-xattrs", None, FLAG, "Don't include xattrs in checksum")]
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from .. import gvariant, refs
-from .. import objects as obj
-from ..commit import (
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, INT, STRING, STRINGS, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.store import gvariant, refs
+from pyostree.store import objects as obj
+from pyostree.store.timeutil import parse_timestamp
+from pyostree.tree.commit import (
     CommitModifier,
     DirectoryCommitter,
     Metadata,
@@ -14,10 +18,6 @@ from ..commit import (
     mtree_from_commit,
     write_commit,
 )
-from ..errors import OstreeError
-from ..timeutil import parse_timestamp
-from .main import Context
-from .options import FLAG, INT, STRING, STRINGS, Opt, parse
 
 OPTIONS = [
     Opt("subject", "s", STRING, "One line subject"),
@@ -186,7 +186,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         consume=o.consume, generate_sizes=o.generate_sizes,
     )
     if o.retarget_whiteouts or o.quote_special_files:
-        from ..quoting import install_commit_quoting
+        from pyostree.tree.quoting import install_commit_quoting
 
         install_commit_quoting(modifier, whiteouts=o.retarget_whiteouts, special=o.quote_special_files)
 
@@ -199,7 +199,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         committer: DirectoryCommitter | None = None
         recorder = None
         if o.generate_sizes and repo.is_archive:
-            from ..sizes import SizeRecorder
+            from pyostree.tree.sizes import SizeRecorder
 
             recorder = SizeRecorder(repo)
             modifier.object_seen = recorder.note
@@ -214,12 +214,12 @@ def run(ctx: Context, argv: list[str]) -> int:
                 committer.stream_dirtrees = i == len(trees) - 1
                 committer.commit_dir(value, mtree)
             elif kind == "tar":
-                from ..tarimport import import_tar_to_mtree
+                from pyostree.tree.tarimport import import_tar_to_mtree
 
                 import_tar_to_mtree(repo, value, mtree, modifier, autocreate_parents=o.tar_autocreate_parents,
                                     pathname_filter=o.tar_pathname_filter)
             elif kind == "ref":
-                from ..commit import write_ref_tree_to_mtree
+                from pyostree.tree.commit import write_ref_tree_to_mtree
 
                 write_ref_tree_to_mtree(repo, value, mtree, modifier)
             else:
@@ -254,11 +254,11 @@ def run(ctx: Context, argv: list[str]) -> int:
             if cid and not any(k == "ostree.collection-binding" for k, _ in metadata):
                 metadata.append(("ostree.collection-binding", gvariant.Variant("s", cid)))
         if o.bootable:
-            from ..bootable import bootable_metadata
+            from pyostree.tree.bootable import bootable_metadata
 
             metadata = bootable_metadata(repo, root_contents, root_meta, list(metadata or []))
         if o.generate_sizes:
-            from ..sizes import sizes_metadata
+            from pyostree.tree.sizes import sizes_metadata
 
             metadata = list(metadata or []) + sizes_metadata(repo, mtree, recorder)
 
@@ -267,7 +267,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         if detached is not None:
             repo.write_detached_metadata(csum, detached)
         if o.gpg_sign:
-            from .. import gpg
+            from pyostree.remote import gpg
 
             for key in o.gpg_sign:
                 gpg.sign_commit(repo, csum, key, o.gpg_homedir)
@@ -275,7 +275,7 @@ def run(ctx: Context, argv: list[str]) -> int:
             import importlib
 
             try:
-                sign_mod = importlib.import_module("pyostree.sign")
+                sign_mod = importlib.import_module("pyostree.remote.sign")
             except ModuleNotFoundError:
                 raise OstreeError("Signing commits is not supported by this pyostree") from None
             sign_mod.sign_commit(repo, csum, o.sign, o.sign_type or "ed25519")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import OstreeError
-from ..remotes import validate_group_name, validate_key_name
-from .main import Context
-from .options import STRING, Opt, parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import STRING, Opt, parse, usage_fail
+from pyostree.errors import OstreeError
+from pyostree.remote.remotes import validate_group_name, validate_key_name
 
 OPTIONS = [
     Opt("group", None, STRING, "Group name", show_metavar=False),

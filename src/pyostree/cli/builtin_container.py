@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import OstreeError
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, Opt, parse, usage_error
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, Opt, parse, usage_error
+from pyostree.errors import OstreeError
+from pyostree.store.repo import Repo
 
 IMPORT_OPTIONS = [
     Opt("quote-special-files", None, FLAG, "Import device nodes and FIFOs as quoted .ostree-dev. files"),
@@ -30,7 +30,7 @@ def _import(ctx: Context, argv: list[str]) -> int:
                     "Import a container image into REF")
     if len(args) != 2:
         raise usage_error("SOURCE and REF must be specified")
-    from ..oci import import_image
+    from pyostree.oci import import_image
 
     repo = Repo.open(ctx.find_repo_path())
     res = import_image(repo, args[0], args[1], special=o.quote_special_files)
@@ -45,7 +45,7 @@ def _checkout(ctx: Context, argv: list[str]) -> int:
                     "Check out an image's layers for overlayfs")
     if len(args) != 2:
         raise usage_error("REF and DEST must be specified")
-    from ..oci import checkout_layers
+    from pyostree.oci import checkout_layers
 
     repo = Repo.open(ctx.find_repo_path())
     res = checkout_layers(repo, args[0], args[1], mount=o.mount, userxattr=o.userxattr)

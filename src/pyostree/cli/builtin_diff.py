@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from ..diff import DiffOptions, diff_dirs, object_storage_size, open_side, reachable_objects
-from ..dump import format_size
-from ..errors import OstreeError
-from .main import Context
-from .options import FLAG, INT, Opt, help_text, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, INT, Opt, help_text, parse
+from pyostree.errors import OstreeError
+from pyostree.store.dump import format_size
+from pyostree.tree.diff import (
+    DiffOptions,
+    diff_dirs,
+    object_storage_size,
+    open_side,
+    reachable_objects,
+)
 
 OPTIONS = [
     Opt("stats", None, FLAG, "Print various statistics"),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..errors import OstreeError
-from ..export import export_to_path
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, STRING, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.store.repo import Repo
+from pyostree.tree.export import export_to_path
 
 OPTIONS = [
     Opt("no-xattrs", None, FLAG, "Skip output of extended attributes"),

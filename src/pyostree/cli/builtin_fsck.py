@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..fsck import FsckOptions, fsck_repo
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, STRING, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, Opt, parse
+from pyostree.store.fsck import FsckOptions, fsck_repo
+from pyostree.store.repo import Repo
 
 OPTIONS = [
     Opt("add-tombstones", None, FLAG, "Add tombstones for missing commits"),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .. import gpg
-from ..refs import resolve_rev
-from .main import Context
-from .options import FLAG, STRING, Opt, parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, Opt, parse, usage_fail
+from pyostree.remote import gpg
+from pyostree.store.refs import resolve_rev
 
 OPTIONS = [
     Opt("delete", "d", FLAG, "Delete signatures having any of the GPG KEY-IDs"),

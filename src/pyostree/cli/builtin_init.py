@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..repo import Repo, RepoMode
-from .main import Context
-from .options import STRING, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import STRING, Opt, parse
+from pyostree.store.repo import Repo, RepoMode
 
 OPTIONS = [
     Opt("mode", None, STRING, "Initialize repository in given mode (bare, bare-user, bare-user-only, archive)"),
@@ -16,7 +16,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "init [OPTION…]", "Initialize a new empty repository")
     mode = RepoMode.parse(o.mode) if o.mode else RepoMode.BARE
     if o.collection_id is not None:
-        from ..refs import validate_collection_id
+        from pyostree.store.refs import validate_collection_id
 
         validate_collection_id(o.collection_id)
     repo = Repo.create(ctx.find_repo_path(), mode, o.collection_id)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from .. import gvariant
-from ..dump import format_object
-from ..errors import NotFoundError, OstreeError
-from ..objects import COMMIT_TYPE, ObjectType
-from .main import Context
-from .options import FLAG, Opt, parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, Opt, parse, usage_fail
+from pyostree.errors import NotFoundError, OstreeError
+from pyostree.store import gvariant
+from pyostree.store.dump import format_object
+from pyostree.store.objects import COMMIT_TYPE, ObjectType
 
 OPTIONS = [Opt("raw", None, FLAG, "Show raw variant data")]
 USAGE = "log [OPTION…] REV"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from .. import gvariant
-from ..errors import OstreeError
-from ..treewalk import Node, commit_root, resolve
-from .main import Context
-from .options import FLAG, Opt, Options, parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, Opt, Options, parse, usage_fail
+from pyostree.errors import OstreeError
+from pyostree.store import gvariant
+from pyostree.tree.treewalk import Node, commit_root, resolve
 
 OPTIONS = [
     Opt("dironly", "d", FLAG, "Do not recurse into directory arguments"),

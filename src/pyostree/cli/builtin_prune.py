@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import OstreeError
-from ..prune import PruneOptions, parse_branch_depth, parse_date, prune, summary_lines
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, INT, STRING, STRINGS, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, INT, STRING, STRINGS, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.store.prune import PruneOptions, parse_branch_depth, parse_date, prune, summary_lines
+from pyostree.store.repo import Repo
 
 OPTIONS = [
     Opt("no-prune", None, FLAG, "Only display unreachable objects; don't delete"),
@@ -36,7 +36,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         if not o.delete_commit:
             raise OstreeError("--static-deltas-only requires --delete-commit; see "
                               "https://github.com/ostreedev/ostree/issues/1479")
-        from ..prune import prune_static_deltas_for
+        from pyostree.store.prune import prune_static_deltas_for
 
         prune_static_deltas_for(repo, o.delete_commit)
     opts = PruneOptions(refs_only=o.refs_only, no_prune=o.no_prune, commit_only=o.commit_only,

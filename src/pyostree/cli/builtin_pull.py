@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import OstreeError
-from ..pull import PullOptions, pull
-from ..refs import parse_refspec
-from .main import Context
-from .options import FLAG, INT, STRING, STRINGS, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, INT, STRING, STRINGS, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.remote.pull import PullOptions, pull
+from pyostree.store.refs import parse_refspec
 
 OPTIONS = [
     Opt("commit-metadata-only", None, FLAG, "Fetch only the commit metadata"),

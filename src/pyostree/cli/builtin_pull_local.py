@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import OstreeError
-from ..pull_local import format_size, pull_local
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, INT, STRING, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, INT, STRING, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.remote.pull_local import pull_local
+from pyostree.store.dump import format_size
+from pyostree.store.repo import Repo
 
 OPTIONS = [
     Opt("commit-metadata-only", None, FLAG, "Fetch only the commit metadata"),

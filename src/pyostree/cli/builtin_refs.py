@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 
-from .. import refs as refsmod
-from ..errors import OstreeError
-from ..reflist import list_collection_refs, list_refs_ext, resolve_rev_local, write_collection_ref
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, STRING, Opt, Options, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, Opt, Options, parse
+from pyostree.errors import OstreeError
+from pyostree.remote.remotes import list_collection_refs
+from pyostree.store import refs as refsmod
+from pyostree.store.reflist import (
+    list_refs_ext,
+    resolve_rev_local,
+    write_collection_ref,
+)
+from pyostree.store.repo import Repo
 
 OPTIONS = [
     Opt("delete", None, FLAG, "Delete refs which match PREFIX, rather than listing them"),

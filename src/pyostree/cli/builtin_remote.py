@@ -5,11 +5,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from .. import remotes
-from ..errors import OstreeError
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, STRING, STRINGS, Opt, Options, parse, split_subcommand, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import (
+    FLAG,
+    STRING,
+    STRINGS,
+    Opt,
+    Options,
+    parse,
+    split_subcommand,
+    usage_fail,
+)
+from pyostree.errors import OstreeError
+from pyostree.remote import remotes
+from pyostree.store.repo import Repo
 
 SUBCOMMANDS: dict[str, str] = {
     "add": "Add a remote repository",
@@ -43,7 +52,7 @@ def _usage() -> str:
 
 def _open(ctx: Context, o: Options) -> Repo:
     if getattr(o, "sysroot", None):
-        from ..repo import Repo as _Repo
+        from pyostree.store.repo import Repo as _Repo
 
         return _Repo.open(f"{o.sysroot.rstrip('/')}/ostree/repo")
     return ctx.open_repo()
@@ -135,7 +144,7 @@ def _read_key_files(paths: list[str]) -> bytes:
 
 
 def _import_keys(repo: Repo, name: str, data: bytes, key_ids: list[str]) -> None:
-    from ..gpgkeys import gpg_import
+    from pyostree.remote.gpgkeys import gpg_import
 
     n = gpg_import(repo, name, data, key_ids)
     print(f'Imported {n} GPG key{"" if n == 1 else "s"} to remote "{name}"')
@@ -224,7 +233,7 @@ def _refs(ctx: Context, argv: list[str]) -> int:
 
 
 def _summary(ctx: Context, argv: list[str]) -> int:
-    from ..summary import format_summary
+    from pyostree.remote.summary import format_summary
 
     specs = [Opt("cache-dir", None, STRING, "Use custom cache dir", show_metavar=False),
              Opt("raw", None, FLAG, "Show raw variant data")]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .. import refs
-from ..errors import OstreeError
-from ..reflist import list_refs_ext
-from .main import Context
-from .options import parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import parse, usage_fail
+from pyostree.errors import OstreeError
+from pyostree.store import refs
+from pyostree.store.reflist import list_refs_ext
 
 USAGE = "reset [OPTION…] REF COMMIT"
 SUMMARY = "Reset a REF to a previous COMMIT"

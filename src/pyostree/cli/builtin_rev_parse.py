@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import OstreeError
-from ..objects import ObjectType
-from .main import Context
-from .options import FLAG, Opt, parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, Opt, parse, usage_fail
+from pyostree.errors import OstreeError
+from pyostree.store.objects import ObjectType
 
 OPTIONS = [
     Opt("single", "S", FLAG, "If the repository has exactly one commit, then print it; any other case will result in an error"),

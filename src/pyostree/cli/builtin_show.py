@@ -6,14 +6,14 @@ import os
 import stat
 import sys
 
-from .. import gvariant
-from .. import objects as obj
-from ..dump import dump_variant, format_object, format_size
-from ..errors import NotFoundError, OstreeError
-from ..objects import ObjectType
-from ..repo import Repo
-from .main import Context
-from .options import FLAG, STRING, Opt, parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, Opt, parse, usage_fail
+from pyostree.errors import NotFoundError, OstreeError
+from pyostree.store import gvariant
+from pyostree.store import objects as obj
+from pyostree.store.dump import dump_variant, format_object, format_size
+from pyostree.store.objects import ObjectType
+from pyostree.store.repo import Repo
 
 OPTIONS = [
     Opt("print-related", None, FLAG, 'Show the "related" commits'),
@@ -49,7 +49,7 @@ def _print_metadata_key(repo: Repo, checksum: str, detached: bool, key: str, no_
 
 
 def _print_sizes(repo: Repo, checksum: str) -> None:
-    from ..sizes import parse_sizes
+    from pyostree.tree.sizes import parse_sizes
 
     commit = repo.load_commit(checksum)
     v = commit.get_metadata("ostree.sizes")
@@ -105,7 +105,7 @@ def _resolve(repo: Repo, rev: str) -> str:
 
 def _print_signatures(repo: Repo, csum: str, remote: str | None, homedir: str | None) -> None:
     """GPG signatures of a commit, as ostree (with gpgme) prints them after the commit."""
-    from ..gpg import describe_commit_signatures
+    from pyostree.remote.gpg import describe_commit_signatures
 
     text = describe_commit_signatures(repo, csum, remote, homedir)
     if text is not None:

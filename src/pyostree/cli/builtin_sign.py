@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from .. import sign
-from ..errors import OstreeError
-from ..refs import resolve_rev
-from .main import Context
-from .options import FLAG, STRING, Opt, parse, usage_fail
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, Opt, parse, usage_fail
+from pyostree.errors import OstreeError
+from pyostree.remote import sign
+from pyostree.store.refs import resolve_rev
 
 OPTIONS = [
     Opt("delete", "d", FLAG, "Delete signatures having any of the KEY-IDs"),

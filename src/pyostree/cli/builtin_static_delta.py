@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from .. import deltas
-from ..errors import OstreeError
-from .main import Context
-from .options import FLAG, STRING, STRINGS, Opt, parse
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, STRINGS, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.remote import deltas
 
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("list", "List static delta files"),

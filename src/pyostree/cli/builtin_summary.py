@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from .. import gvariant
-from ..errors import OstreeError
-from ..summary import (
+from pyostree.cli.main import Context
+from pyostree.cli.options import FLAG, STRING, STRINGS, Opt, parse
+from pyostree.errors import OstreeError
+from pyostree.remote.summary import (
     Metadata,
     format_summary,
     read_summary,
     regenerate_summary,
     write_metadata_commit,
 )
-from .main import Context
-from .options import FLAG, STRING, STRINGS, Opt, parse
+from pyostree.store import gvariant
 
 OPTIONS = [
     Opt("update", "u", FLAG, "Update the summary"),
@@ -53,7 +53,7 @@ def run(ctx: Context, argv: list[str]) -> int:
             write_metadata_commit(repo, md)
         regenerate_summary(repo, md)
         if o.gpg_sign:
-            from .. import gpg
+            from pyostree.remote import gpg
 
             gpg.sign_summary(repo, list(o.gpg_sign), o.gpg_homedir)
     elif o.view or o.raw:

@@ -12,13 +12,13 @@ import importlib
 import os
 import sys
 
-from .. import OSTREE_COMPAT_VERSION
-from ..errors import OstreeError
+from pyostree import OSTREE_COMPAT_VERSION
+from pyostree.errors import OstreeError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
-    from ..repo import Repo
+    from pyostree.store.repo import Repo
 
 # name -> (module, summary); order is the order `--help` lists them
 COMMANDS: dict[str, str] = {
@@ -87,13 +87,13 @@ class Context:
         raise OstreeError("Command requires a --repo argument")
 
     def open_repo(self) -> Repo:
-        from ..repo import Repo
+        from pyostree.store.repo import Repo
 
         return Repo.open(self.find_repo_path())
 
 
 def _version() -> str:
-    from .. import __version__
+    from pyostree import __version__
 
     # Only what pyostree really implements: scripts probe this list (e.g. for
     # gpgme) to decide which checks to run, and a feature claimed but missing

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import OstreeError
+from pyostree.errors import OstreeError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ See docs/container.md for the formats (quoting, refs, metadata keys).
 
 from __future__ import annotations
 
-from .image import (
+from pyostree.oci.image import (
     LAYER_REF_PREFIX,
     ImportResult,
     LayersCheckout,
@@ -17,7 +17,7 @@ from .image import (
     mount_overlay,
     overlay_mount_command,
 )
-from .source import Descriptor, ImageSource, open_image
+from pyostree.oci.source import Descriptor, ImageSource, open_image
 
 __all__ = [
     "LAYER_REF_PREFIX", "Descriptor", "ImageSource", "ImportResult", "LayersCheckout",

@@ -21,21 +21,21 @@ import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .. import gvariant, refs
-from .. import objects as obj
-from ..commit import Metadata, MutableTree, write_commit
-from ..errors import OstreeError
-from ..objects import Commit, FileInfo
-from ..quoting import (
+from pyostree.errors import OstreeError
+from pyostree.oci.layer import import_layer_stream
+from pyostree.oci.source import ImageSource, open_image
+from pyostree.store import gvariant, refs
+from pyostree.store import objects as obj
+from pyostree.store.objects import Commit, FileInfo
+from pyostree.store.repo import Repo
+from pyostree.tree.commit import Metadata, MutableTree, write_commit
+from pyostree.tree.quoting import (
     OPAQUE_XATTRS,
     make_whiteout_at,
     quoted_kind,
     restore_opaque_at,
     restore_special_at,
 )
-from ..repo import Repo
-from .layer import import_layer_stream
-from .source import ImageSource, open_image
 
 LAYER_REF_PREFIX = "ostree/container/layer/"
 MD_LAYERS = "pyostree.container.layers"

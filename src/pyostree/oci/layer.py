@@ -27,13 +27,13 @@ import tarfile
 import tempfile
 from urllib.parse import unquote_to_bytes
 
-from .. import objects as obj
-from ..commit import MutableTree
-from ..errors import OstreeError
-from ..objects import DirMeta, FileInfo, Xattrs
-from ..quoting import OPAQUE_MARKER, SPECIAL_PREFIX, WHITEOUT_PREFIX, special_content
-from ..repo import Repo, RepoMode
-from .source import VerifyingReader
+from pyostree.errors import OstreeError
+from pyostree.oci.source import VerifyingReader
+from pyostree.store import objects as obj
+from pyostree.store.objects import DirMeta, FileInfo, Xattrs
+from pyostree.store.repo import Repo, RepoMode
+from pyostree.tree.commit import MutableTree
+from pyostree.tree.quoting import OPAQUE_MARKER, SPECIAL_PREFIX, WHITEOUT_PREFIX, special_content
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:

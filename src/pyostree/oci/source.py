@@ -15,7 +15,7 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 
-from ..errors import OstreeError
+from pyostree.errors import OstreeError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:

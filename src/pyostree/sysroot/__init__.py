@@ -6,9 +6,9 @@ See core.py for the on-disk layout.  Public API:
 * :class:`Deployment`, :class:`BootConfig`, :class:`KernelArgs`.
 """
 
-from .bootconfig import BootConfig
-from .core import Sysroot
-from .deployment import Deployment
-from .kargs import KernelArgs
+from pyostree.sysroot.bootconfig import BootConfig
+from pyostree.sysroot.core import Sysroot
+from pyostree.sysroot.deployment import Deployment
+from pyostree.sysroot.kargs import KernelArgs
 
 __all__ = ["BootConfig", "Deployment", "KernelArgs", "Sysroot"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import OstreeError
-from .fsutil import replace_contents_at
+from pyostree.errors import OstreeError
+from pyostree.sysroot.fsutil import replace_contents_at
 
 _FIELDS = ("title", "version", "options", "devicetree", "linux", "initrd")
 _SEP = re.compile(r"[ \t]")

@@ -17,15 +17,15 @@ from __future__ import annotations
 import os
 import subprocess
 
-from ..errors import OstreeError
-from .fsutil import exists_at, read_text_at, replace_contents_at
-from .kargs import KernelArgs
+from pyostree.errors import OstreeError
+from pyostree.sysroot.fsutil import exists_at, read_text_at, replace_contents_at
+from pyostree.sysroot.kargs import KernelArgs
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
-    from .core import Sysroot
-    from .deployment import Deployment
+    from pyostree.sysroot.core import Sysroot
+    from pyostree.sysroot.deployment import Deployment
 
 
 def join_lines(lines: list[str]) -> str:

@@ -29,21 +29,20 @@ import struct
 import sys
 from collections.abc import Callable
 
-from .. import objects as obj
-from ..checkout import CheckoutOptions, checkout_tree
-from ..errors import OstreeError
-from ..keyfile import KeyFile
-from ..objects import ObjectType
-from ..repo import Repo, RepoMode
-from .bootconfig import BootConfig
-from .deployment import (
+from pyostree.errors import OstreeError
+from pyostree.store import objects as obj
+from pyostree.store.keyfile import KeyFile
+from pyostree.store.objects import ObjectType
+from pyostree.store.repo import Repo, RepoMode
+from pyostree.sysroot.bootconfig import BootConfig
+from pyostree.sysroot.deployment import (
     UNLOCKED_DEVELOPMENT,
     UNLOCKED_HOTFIX,
     UNLOCKED_TRANSIENT,
     Deployment,
 )
-from .etcmerge import merge_etc
-from .fsutil import (
+from pyostree.sysroot.etcmerge import merge_etc
+from pyostree.sysroot.fsutil import (
     err,
     exists_at,
     mkdir_p_at,
@@ -54,8 +53,9 @@ from .fsutil import (
     set_immutable,
     symlink_at_replace,
 )
-from .kargs import KernelArgs
-from .kernel import find_kernel
+from pyostree.sysroot.kargs import KernelArgs
+from pyostree.sysroot.kernel import find_kernel
+from pyostree.tree.checkout import CheckoutOptions, checkout_tree
 
 RUNSTATE_DIR = "/run/ostree/deployment-state/"
 OSTREE_BOOTED = "/run/ostree-booted"
@@ -142,7 +142,7 @@ def shell_unquote(s: str) -> str | None:
 def _syncfs(fd: int) -> None:
     if os.environ.get("OSTREE_SUPPRESS_SYNCFS"):
         return
-    from ..repo import _syncfs as syncfs  # ctypes, loaded on first use
+    from pyostree.store.files import syncfs  # ctypes, loaded on first use
 
     syncfs(fd)
 
@@ -780,7 +780,7 @@ class Sysroot:
 
     def _bootswap(self, deployments: list[Deployment]) -> tuple[str, bool]:
         """Write the other boot version and swap to it; (new subbootdir, loader atomic)."""
-        from .bootloader import query_bootloader
+        from pyostree.sysroot.bootloader import query_bootloader
 
         new_bv = 0 if self.bootversion else 1
         entries = f"boot/loader.{new_bv}/entries"
@@ -850,7 +850,7 @@ class Sysroot:
                         if exists_at(dst, dstname, follow=True) is None:
                             _install_into_boot(src, srcname, dst, dstname)
                     if layout.devicetree_srcpath is not None and layout.devicetree_namever is None:
-                        from .etcmerge import _copy_dir
+                        from pyostree.sysroot.etcmerge import _copy_dir
 
                         _copy_dir(f"/proc/self/fd/{src}/{layout.devicetree_srcpath}",
                                   f"/proc/self/fd/{dst}/{layout.devicetree_srcpath}",
@@ -964,7 +964,7 @@ class Sysroot:
         except OstreeError as e:
             raise OstreeError(f"Pruning system repository: {e}", errno=e.errno) from None
         if freed > 0:
-            from ..pull_local import format_size
+            from pyostree.store.dump import format_size
 
             print(f"Freed objects: {format_size(freed)}", flush=True)
         return freed
@@ -1007,7 +1007,7 @@ class Sysroot:
         rm_rf_at(self.fd, d.dirpath)
 
     def _generate_deployment_refs(self) -> None:
-        from ..refs import list_refs, set_ref, write_ref
+        from pyostree.store.refs import list_refs, set_ref, write_ref
 
         repo = self.repo
         bv, sub = self.bootversion, self.subbootversion
@@ -1022,8 +1022,8 @@ class Sysroot:
 
     def prune_repo(self) -> int:
         """Prune the repository to its refs and the deployments (depth 0); bytes freed."""
-        from ..fsck import delete_object, traverse_commit
-        from ..prune import PruneOptions, compute_reachable
+        from pyostree.store.fsck import delete_object, traverse_commit
+        from pyostree.store.prune import PruneOptions, compute_reachable
 
         repo = self.repo
         freed = 0

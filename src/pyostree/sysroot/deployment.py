@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..keyfile import KeyFile
-from .bootconfig import BootConfig
+from pyostree.store.keyfile import KeyFile
+from pyostree.sysroot.bootconfig import BootConfig
 
 UNLOCKED_NONE = "none"
 UNLOCKED_DEVELOPMENT = "development"

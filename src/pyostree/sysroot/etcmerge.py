@@ -14,10 +14,11 @@ import os
 import shutil
 import stat
 
-from ..diff import DiffOptions, diff_dirs, open_side
-from ..errors import OstreeError
-from ..objects import Record
-from ..repo import Repo, _random_token, list_xattrs, set_xattrs
+from pyostree.errors import OstreeError
+from pyostree.store.files import list_xattrs, random_token, set_xattrs
+from pyostree.store.objects import Record
+from pyostree.store.repo import Repo
+from pyostree.tree.diff import DiffOptions, diff_dirs, open_side
 
 
 class MergeStats(Record):
@@ -49,7 +50,7 @@ def _copy_file(src: str, dst: str, no_xattrs: bool) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise OstreeError(f"Cannot copy non-regular/non-symlink file: {src}")
     parent = os.path.dirname(dst) or "."
-    tmp = os.path.join(parent, f".{os.path.basename(dst)}.{_random_token(8)}.tmp")
+    tmp = os.path.join(parent, f".{os.path.basename(dst)}.{random_token(8)}.tmp")
     with open(src, "rb") as fi, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                                              | os.O_NOFOLLOW, 0o600), "wb") as fo:
         shutil.copyfileobj(fi, fo, 1 << 20)

@@ -6,8 +6,8 @@ import errno
 import os
 import stat
 
-from ..errors import OstreeError
-from ..repo import _random_token
+from pyostree.errors import OstreeError
+from pyostree.store.files import random_token
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -117,7 +117,7 @@ def replace_contents_at(dfd: int, path: str, data: bytes, mode: int = 0o644,
                         fsync: bool = False) -> None:
     """Atomically replace *path* (write a temporary file, then rename)."""
     parent, _, name = path.rpartition("/")
-    tmp = f"{parent + '/' if parent else ''}.{name}.{_random_token(8)}.tmp"
+    tmp = f"{parent + '/' if parent else ''}.{name}.{random_token(8)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                      mode, dir_fd=dfd)

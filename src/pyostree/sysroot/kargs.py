@@ -8,7 +8,7 @@ Strings are split on single spaces, like ``g_strsplit(s, " ", -1)``.
 
 from __future__ import annotations
 
-from ..errors import OstreeError
+from pyostree.errors import OstreeError
 
 
 def _split(arg: str) -> tuple[str, str | None]:

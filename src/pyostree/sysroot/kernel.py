@@ -11,9 +11,9 @@ import os
 import re
 import stat
 
-from ..errors import OstreeError
-from ..objects import Record, sha256
-from .fsutil import err, exists_at
+from pyostree.errors import OstreeError
+from pyostree.store.objects import Record, sha256
+from pyostree.sysroot.fsutil import err, exists_at
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 
-from .. import objects as obj
-from ..errors import OstreeError
-from ..keyfile import KeyFile
-from ..refs import parse_refspec, write_ref
-from ..repo import Repo
-from .core import Sysroot
-from .deployment import Deployment
+from pyostree.errors import OstreeError
+from pyostree.store import objects as obj
+from pyostree.store.keyfile import KeyFile
+from pyostree.store.refs import parse_refspec, write_ref
+from pyostree.store.repo import Repo
+from pyostree.sysroot.core import Sysroot
+from pyostree.sysroot.deployment import Deployment
 
 
 def remove_transient_state(origin: KeyFile) -> None:
@@ -43,7 +43,7 @@ def check_timestamps(repo: Repo, from_rev: str, to_rev: str) -> None:
 def pull_remote_refs(repo: Repo, remote: str, refs: list[str], *,
                      timestamp_check_from_rev: str | None = None) -> None:
     """Pull *refs* (names or checksums) from *remote* into *repo* (HTTP(S) or file://)."""
-    from ..pull import PullOptions, pull
+    from pyostree.remote.pull import PullOptions, pull
 
     pull(repo, remote, refs, PullOptions(timestamp_check_from_rev=timestamp_check_from_rev))
 
