@@ -361,14 +361,42 @@ def zlib_file_header(info: FileInfo) -> bytes:
     )
 
 
-def parse_lenprefixed_header(data: bytes, what: str) -> tuple[int, bytes]:
-    """Split a length-prefixed header off *data*; returns (total header length, variant bytes)."""
+def lenprefixed_header_length(data: bytes, what: str, total: int | None = None) -> int:
+    """8 + the header size read from the first 8 bytes of a content object.
+
+    As libostree (``ostree_content_stream_parse``) the only bound is the
+    object's own size, *total* when known: headers over 64 KiB (many or large
+    xattrs, long symlink targets) are legitimate.
+    """
     if len(data) < 8:
         raise OstreeError(f"Corrupted {what}: file header too short")
     (n,) = struct.unpack_from(">I", data, 0)
-    if n > MAX_METADATA_SIZE or 8 + n > len(data):
-        raise OstreeError(f"Corrupted {what}: file header size {n} out of range")
-    return 8 + n, data[8 : 8 + n]
+    if n == 0:
+        raise OstreeError(f"Corrupted {what}: File header size is zero")
+    if total is not None and 8 + n > total:
+        raise OstreeError(f"Corrupted {what}: File header size {n} exceeds size {total}")
+    return 8 + int(n)
+
+
+def parse_lenprefixed_header(data: bytes, what: str) -> tuple[int, bytes]:
+    """Split a length-prefixed header off *data*; returns (total header length, variant bytes)."""
+    hlen = lenprefixed_header_length(data, what)
+    if hlen > len(data):
+        raise OstreeError(f"Corrupted {what}: File header size {hlen - 8} exceeds size {len(data)}")
+    return hlen, data[8:hlen]
+
+
+def pread_head(fd: int, what: str, extra: int = 65536) -> bytes:
+    """The first bytes of a content object: its whole header, and more (64 KiB, or *extra*
+    bytes past a longer header)."""
+    import os
+
+    head = os.pread(fd, 65536, 0)
+    hlen = lenprefixed_header_length(head, what)
+    if hlen > len(head):
+        head = os.pread(fd, hlen + extra, 0)
+        lenprefixed_header_length(head, what, len(head) if len(head) < hlen else None)
+    return head
 
 
 def parse_zlib_file_header(variant: bytes, what: str) -> FileInfo:

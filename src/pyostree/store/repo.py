@@ -105,6 +105,16 @@ class ContentObject:
             return f.read()
 
 
+def check_deflate_end(d: zlib._Decompress, what: str, at_eof: bool, fed: bool = True) -> None:
+    """Stored objects are canonical: an archive object's payload is one whole raw-deflate
+    stream and nothing after it (libostree's readers stop at the stream's end and never
+    look further, so its fsck misses trailing bytes; ours does not)."""
+    if d.eof and d.unused_data:
+        raise OstreeError(f"Corrupted {what}: trailing data after the deflate stream")
+    if at_eof and not d.eof and fed:
+        raise OstreeError(f"Corrupted {what}: truncated deflate stream")
+
+
 class _InflateReader:
     """A read-only stream over an archive object's raw-deflate payload."""
 
@@ -114,6 +124,7 @@ class _InflateReader:
         self._d = zlib.decompressobj(-15)
         self._buf = b""
         self._eof = False
+        self._fed = False
         self._what = what
 
     def read(self, n: int = -1) -> bytes:
@@ -121,12 +132,14 @@ class _InflateReader:
             chunk = self._f.read(CHUNK)
             try:
                 if chunk:
+                    self._fed = True
                     self._buf += self._d.decompress(chunk)
                 else:
                     self._buf += self._d.flush()
                     self._eof = True
             except zlib.error as e:
                 raise OstreeError(f"Corrupted {self._what}: {e}") from None
+            check_deflate_end(self._d, self._what, self._eof, self._fed)
         if n < 0:
             out, self._buf = self._buf, b""
         else:
@@ -331,9 +344,8 @@ class Repo:
             return cached
         _owner, fd = self._open_object(objtype, checksum)
         try:
-            st = os.fstat(fd)
-            if st.st_size > obj.MAX_METADATA_SIZE:
-                raise OstreeError(f"Metadata object {checksum}.{objtype.value} is too large ({st.st_size} bytes)")
+            # no size bound on local objects, as libostree (whose commit writes dirtrees over
+            # OSTREE_MAX_METADATA_SIZE for wide directories): that bound is for pulls only
             data = read_all(fd)
         finally:
             os.close(fd)
@@ -389,11 +401,8 @@ class Repo:
             if self.mode is RepoMode.ARCHIVE:
                 fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
                 try:
-                    head = os.pread(fd, 65536, 0)
-                    hlen, variant = obj.parse_lenprefixed_header(head, what)
-                    if hlen > len(head):
-                        head = os.pread(fd, hlen, 0)
-                        hlen, variant = obj.parse_lenprefixed_header(head, what)
+                    head = obj.pread_head(fd, what, 0)
+                    _hlen, variant = obj.parse_lenprefixed_header(head, what)
                 finally:
                     os.close(fd)
                 info = obj.parse_zlib_file_header(variant, what)
@@ -409,7 +418,7 @@ class Repo:
                 uid, gid, mode, xattrs = obj.filemeta_parse(meta, what)
                 if stat.S_ISLNK(mode):
                     with open(os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd), "rb") as f:
-                        target_b = f.read(4097)
+                        target_b = f.read()  # no bound but the file (libostree reads it whole)
                     try:
                         target = target_b.rstrip(b"\0").decode("utf-8")
                     except UnicodeDecodeError:
@@ -446,7 +455,7 @@ class Repo:
         fd = os.open(co.relpath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=co.repo.dfd)
         f = os.fdopen(fd, "rb")
         if co.repo.mode is RepoMode.ARCHIVE:
-            head = f.read(65536)
+            head = obj.pread_head(fd, what, 0)
             hlen, _ = obj.parse_lenprefixed_header(head, what)
             return _InflateReader(f, hlen, what)  # type: ignore[return-value]
         return f

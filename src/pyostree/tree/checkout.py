@@ -34,7 +34,7 @@ from pyostree.errors import OstreeError
 from pyostree.store import objects as obj
 from pyostree.store.files import copy_fd, list_xattrs, random_token, set_xattrs, write_all
 from pyostree.store.objects import DirMeta, FileInfo, ObjectType, Xattrs
-from pyostree.store.repo import ContentObject, Repo, RepoMode
+from pyostree.store.repo import ContentObject, Repo, RepoMode, check_deflate_end
 from pyostree.tree import whiteouts as wh
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
@@ -390,11 +390,8 @@ class _Checkout:
                 except OSError as e:
                     raise _err(e, f"Reading content object {csum}") from None
                 try:
-                    head = os.pread(fd, 65536, 0)
+                    head = obj.pread_head(fd, f"content object {csum}")
                     info, hlen = _archive_header(head, f"content object {csum}")
-                    if hlen > len(head):
-                        head = os.pread(fd, hlen + 65536, 0)
-                        info, hlen = _archive_header(head, f"content object {csum}")
                 except BaseException:
                     os.close(fd)
                     raise
@@ -839,7 +836,7 @@ class _Checkout:
         try:
             if owner.mode is RepoMode.ARCHIVE:
                 what = f"content object {csum}"
-                head = os.pread(fd, 65536, 0)
+                head = obj.pread_head(fd, what)
                 info, hlen = _archive_header(head, what)
                 _inflate(fd, head, hlen, outfd, info.size, what)
                 return info
@@ -972,6 +969,7 @@ def _inflate(fd: int, head: bytes, hlen: int, outfd: int, size: int, what: str) 
         if out:
             write_all(outfd, out)
             written += len(out)
+        check_deflate_end(d, what, not buf, off > hlen)
         if not buf:
             break
         buf = os.pread(fd, _IO_CHUNK, off)
