@@ -84,3 +84,28 @@ def test_pull_local_and_http_style_copy_of_large_headers(py: Run, c: Run, repo: 
     py(f"--repo={dest}", "pull-local", "--untrusted", str(repo), "main")
     c(f"--repo={dest}", "fsck")
     assert py(f"--repo={dest}", "ls", "main", "/longlink").out.rstrip().endswith(LINK)
+
+
+def test_metadata_over_10_mib_is_read_locally(py: Run, c: Run, tmp_path: Path) -> None:
+    """A wide directory gives a dirtree over OSTREE_MAX_METADATA_SIZE (10 MiB): the real ostree
+    commits and fscks it (that bound is for pulls); so must we."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from pyostree.store.objects import Commit, DirMeta, DirTree, FileInfo
+    from pyostree.store.repo import Repo, RepoMode
+
+    path = tmp_path / "repo"
+    repo = Repo.create(str(path), RepoMode.ARCHIVE)
+    with repo.transaction():
+        empty = repo.write_content(FileInfo(0o100644), b"")
+        tree = DirTree([(f"f{i:097d}", empty) for i in range(110000)])
+        root = repo.write_dirtree(tree)
+        meta = repo.write_dirmeta(DirMeta(0, 0, 0o40755))
+        commit = repo.write_commit(Commit([], None, [], "wide", "", 0, root, meta))
+    repo.close()
+    dirtree = path / "objects" / root[:2] / f"{root[2:]}.dirtree"
+    assert dirtree.stat().st_size > 10 * 1024 * 1024
+    c(f"--repo={path}", "fsck")
+    assert "no errors found" in py(f"--repo={path}", "fsck").out
+    assert len(py(f"--repo={path}", "ls", commit, "/").out.splitlines()) == 110001
