@@ -111,7 +111,7 @@ def run(ctx: Context, argv: list[str]) -> int:
                     statoverride_sets[fn] = int(float(line[1:spc])) & 0xFFFFFFFF
                 else:
                     statoverride_adds[fn] = int(float(line[:spc])) & 0xFFFFFFFF
-            except ValueError:
+            except (ValueError, OverflowError):  # "inf" and "nan" parse as floats
                 raise OstreeError(f"Malformed statoverride line '{line}'") from None
     skip_list = set(_read_lines(o.skip_list)) if o.skip_list else set()
 
@@ -177,8 +177,11 @@ def run(ctx: Context, argv: list[str]) -> int:
 
     timestamp = parse_timestamp(o.timestamp) if o.timestamp else None
 
+    # as ostree: a negative --owner-uid/--owner-gid (its unset value is -1) leaves ownership alone
+    owner_uid = o.owner_uid if o.owner_uid is not None and o.owner_uid >= 0 else None
+    owner_gid = o.owner_gid if o.owner_gid is not None and o.owner_gid >= 0 else None
     modifier = CommitModifier(
-        owner_uid=o.owner_uid, owner_gid=o.owner_gid, skip_xattrs=o.no_xattrs,
+        owner_uid=owner_uid, owner_gid=owner_gid, skip_xattrs=o.no_xattrs,
         canonical_permissions=o.canonical_permissions, mode_ro_executables=o.mode_ro_executables,
         mode_adds=statoverride_adds, mode_overrides=statoverride_sets, skip_list=skip_list,
         devino_canonical=o.devino_canonical,

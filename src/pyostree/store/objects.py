@@ -72,6 +72,20 @@ MAX_METADATA_SIZE = 10 * 1024 * 1024
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256(b"")
 
 
+U32_MAX = 0xFFFFFFFF
+
+
+def check_u32(value: int, what: str) -> int:
+    """*value* if it fits the 32 bits ostree stores (uid, gid, mode), else a clear error.
+
+    libostree truncates a tar header's 64-bit uid to 32 bits (2^32 becomes root);
+    pyostree refuses it instead.
+    """
+    if not 0 <= value <= U32_MAX:
+        raise OstreeError(f"{what} {value} out of range (0 to {U32_MAX})")
+    return value
+
+
 def _be32(v: int) -> int:
     return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 

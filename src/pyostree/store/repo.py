@@ -156,6 +156,24 @@ class _InflateReader:
         self.close()
 
 
+def _zlib_level(text: str | None) -> int:
+    """``[archive] zlib-level`` as libostree reads it: ``g_ascii_strtoull`` clamped to 1..9."""
+    if text is None:
+        return DEFAULT_ZLIB_LEVEL
+    t = text.lstrip()
+    neg = t[:1] == "-"
+    t = t[1:] if t[:1] in ("+", "-") else t
+    digits = ""
+    for ch in t:
+        if not "0" <= ch <= "9":
+            break
+        digits += ch
+    n = int(digits) if digits else 0
+    if neg and n:
+        n = 1 << 64  # strtoull negates in unsigned arithmetic: a huge value
+    return max(1, min(9, n))
+
+
 class Repo:
     """An OSTree repository on disk."""
 
@@ -169,7 +187,7 @@ class Repo:
         self.disable_xattrs = config.get_bool("core", "disable-xattrs", False)
         self.disable_fsync = not config.get_bool("core", "fsync", True)
         self.per_object_fsync = config.get_bool("core", "per-object-fsync", False)
-        self.zlib_level = config.get_int("core", "zlib-level", DEFAULT_ZLIB_LEVEL)
+        self.zlib_level = _zlib_level(config.get("archive", "zlib-level"))
         self._parent: Repo | None = None
         parent = config.get("core", "parent")
         if parent:

@@ -85,6 +85,13 @@ def _xattrs_from_pax(pax: Mapping[str, str]) -> obj.Xattrs:
     return obj.normalize_xattrs(found.items())
 
 
+def _check_id(name: str, field: str, value: int) -> None:
+    try:
+        obj.check_u32(value, field)
+    except OstreeError as e:
+        raise OstreeError(f"Archive entry '{name}': {e}") from None
+
+
 def _tar_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
     try:
         tar = tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape")  # noqa: SIM115
@@ -99,6 +106,8 @@ def _tar_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
             if ti is None:
                 break
             perm = ti.mode & 0o7777
+            for field in ("uid", "gid"):
+                _check_id(ti.name, field, getattr(ti, field))
             xattrs = _xattrs_from_pax(ti.pax_headers) if ti.pax_headers else None
             if ti.islnk():
                 yield ArchiveEntry(ti.name, stat.S_IFREG | perm, ti.uid, ti.gid, 0, hardlink=ti.linkname,
