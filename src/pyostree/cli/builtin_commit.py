@@ -100,7 +100,7 @@ def run(ctx: Context, argv: list[str]) -> int:
 
     statoverride_adds: dict[str, int] = {}
     statoverride_sets: dict[str, int] = {}
-    if o.statoverride:
+    if o.statoverride is not None:  # --statoverride= names no file: an error, as ostree
         for line in _read_lines(o.statoverride):
             spc = line.find(" ")
             if spc < 0:
@@ -113,7 +113,7 @@ def run(ctx: Context, argv: list[str]) -> int:
                     statoverride_adds[fn] = int(float(line[:spc])) & 0xFFFFFFFF
             except (ValueError, OverflowError):  # "inf" and "nan" parse as floats
                 raise OstreeError(f"Malformed statoverride line '{line}'") from None
-    skip_list = set(_read_lines(o.skip_list)) if o.skip_list else set()
+    skip_list = set(_read_lines(o.skip_list)) if o.skip_list is not None else set()
 
     if o.canonical_permissions and o.owner_uid is not None and o.owner_uid > 0:
         raise OstreeError("Cannot specify both --canonical-permissions and non-zero --owner-uid")
@@ -126,9 +126,11 @@ def run(ctx: Context, argv: list[str]) -> int:
         refs.parse_refspec(o.branch)
 
     parent: str | None = None
-    if o.parent:
+    if o.parent is not None:
         if o.parent != "none":
-            parent = obj.validate_checksum(o.parent)
+            if not obj.is_valid_checksum(o.parent):
+                raise OstreeError(f"Invalid rev {o.parent}")
+            parent = o.parent
     elif not o.orphan:
         parent = refs.resolve_rev(repo, o.branch, allow_noent=True)
 

@@ -179,10 +179,10 @@ def compute_reachable(repo: Repo, opts: PruneOptions) -> tuple[set[ObjectName], 
 def prune(repo: Repo, opts: PruneOptions | None = None) -> PruneResult:
     """Delete (or with ``no_prune`` only count) objects not reachable under *opts*."""
     opts = opts or PruneOptions()
-    if opts.delete_commit and opts.no_prune:
+    if opts.delete_commit is not None and opts.no_prune:
         raise OstreeError("Cannot specify both --delete-commit and --no-prune")
     with repo.lock(exclusive=True):
-        if opts.delete_commit:
+        if opts.delete_commit is not None:
             checksum = repo.resolve_rev(opts.delete_commit) or opts.delete_commit
             delete_commit(repo, checksum)
         reachable, _ = compute_reachable(repo, opts)
