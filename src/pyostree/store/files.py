@@ -62,12 +62,21 @@ def proc_path(dir_fd: int, name: str) -> str:
 
 
 def set_xattrs(target: str | int, xattrs: Xattrs, *, follow: bool = False) -> None:
+    """Set each xattr; a failure is an :class:`OstreeError` naming the attribute, as
+    libostree's ``Setting xattrs: fsetxattr(NAME): ...``."""
     for name, value in xattrs:
-        n = obj.xattr_name(name).decode("utf-8", "surrogateescape")
-        if isinstance(target, int):
-            os.setxattr(target, n, value)
-        else:
-            os.setxattr(target, n, value, follow_symlinks=follow)
+        raw = obj.xattr_name(name)
+        n = raw.decode("utf-8", "surrogateescape")
+        if not raw or b"\0" in raw:
+            raise OstreeError(f"Setting xattrs: invalid xattr name {n!r} (empty or with a NUL byte)")
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, n, value)
+            else:
+                os.setxattr(target, n, value, follow_symlinks=follow)
+        except OSError as e:
+            raise OstreeError(f"Setting xattrs: fsetxattr({n}): {os.strerror(e.errno or 0)}",
+                              errno=e.errno) from None
 
 
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"

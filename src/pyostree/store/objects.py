@@ -152,6 +152,8 @@ def normalize_xattrs(pairs: Iterable[tuple[bytes, bytes]]) -> Xattrs:
     for name, value in pairs:
         if not name.endswith(b"\0"):
             name = name + b"\0"
+        if b"\0" in name[:-1] or name == b"\0":
+            raise OstreeError(f"Invalid xattr name {name[:-1]!r} (empty or with a NUL byte)")
         out.append((name, bytes(value)))
     out.sort(key=lambda p: p[0])
     return out

@@ -747,6 +747,19 @@ class Repo:
 
     def _write_content_object(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
                               src_fd: int | None) -> None:
+        """Stage one content object; a failure names it (``Writing content object CSUM: ...``)."""
+        try:
+            self._write_content_object_inner(sdfd, checksum, info, data, src_fd)
+        except OstreeError as e:
+            raise OstreeError(f"Writing content object {checksum}: {e}", errno=e.errno) from None
+        except OSError as e:
+            what = f"Writing content object {checksum}"
+            if e.errno == errno.E2BIG and self.mode is RepoMode.BARE_USER:
+                what += ": fsetxattr(user.ostreemeta)"  # the only xattr bare-user sets itself
+            raise os_error(e, what) from None
+
+    def _write_content_object_inner(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
+                                    src_fd: int | None) -> None:
         tmp = random_name()
         mode = self.mode
         if info.is_symlink and mode in (RepoMode.BARE, RepoMode.BARE_USER_ONLY):

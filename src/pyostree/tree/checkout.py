@@ -497,8 +497,8 @@ class _Checkout:
             if not did_exist and not self.user and meta.xattrs:
                 try:
                     set_xattrs(dfd, meta.xattrs)
-                except OSError as e:
-                    raise _err(e, f"Setting xattrs on {path}") from None
+                except OstreeError as e:
+                    raise OstreeError(f"{path}: {e}", errno=e.errno) from None
             if self.fast is None:
                 for fname, fcsum in files:
                     self.checkout_file(dfd, fname, fcsum, path + fname)
@@ -899,6 +899,8 @@ class _Checkout:
                         set_xattrs(f"/proc/self/fd/{dfd}/{name}", xattrs)
                 except OSError as e:
                     raise _err(e, f"Setting owner/xattrs of {path}") from None
+                except OstreeError as e:
+                    raise OstreeError(f"{path}: {e}", errno=e.errno) from None
             return
         # regular file
         mode = stat.S_IMODE(info.mode)

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, BinaryIO, cast
 
-from pyostree.errors import OstreeError
+from pyostree.errors import OstreeError, os_error
 from pyostree.store import objects as obj
 from pyostree.store.objects import DirMeta, FileInfo
 from pyostree.store.repo import Repo, RepoMode
@@ -108,7 +108,10 @@ def _tar_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
             perm = ti.mode & 0o7777
             for field in ("uid", "gid"):
                 _check_id(ti.name, field, getattr(ti, field))
-            xattrs = _xattrs_from_pax(ti.pax_headers) if ti.pax_headers else None
+            try:
+                xattrs = _xattrs_from_pax(ti.pax_headers) if ti.pax_headers else None
+            except OstreeError as e:
+                raise OstreeError(f"Archive entry '{ti.name}': {e}") from None
             if ti.islnk():
                 yield ArchiveEntry(ti.name, stat.S_IFREG | perm, ti.uid, ti.gid, 0, hardlink=ti.linkname,
                                    xattrs=xattrs)
@@ -499,7 +502,12 @@ def import_archive_to_mtree(repo: Repo, stream: BinaryIO, mtree: MutableTree,
     imp = _Importer(repo, mtree, modifier, autocreate_parents, pathname_filter)
     try:
         for entry in archive_entries(stream):
-            imp.import_entry(entry)
+            try:
+                imp.import_entry(entry)
+            except OstreeError as e:
+                raise OstreeError(f"Archive entry '{entry.name}': {e}", errno=e.errno) from None
+            except OSError as e:
+                raise os_error(e, f"Archive entry '{entry.name}'") from None
     except (EOFError, zlib_errors()) as e:
         raise OstreeError(f"Reading archive: {e}") from None
     imp.finish()
