@@ -303,7 +303,13 @@ def _gpg_status_lines(sr: Sysroot, d: Deployment, refspec: str | None) -> list[s
         remote, _ref = parse_refspec(refspec)
     except OstreeError:
         return []
-    if remote is None or not remote_gpg_verify(sr.repo, remote):
+    if remote is None:
+        return []
+    try:
+        gpg_verify = remote_gpg_verify(sr.repo, remote)
+    except OstreeError:
+        return []  # no such remote: ostree ignores the lookup's error and prints nothing
+    if not gpg_verify:
         return []
     if not commit_signatures(sr.repo, d.csum):
         return []
