@@ -35,10 +35,11 @@ from pyostree.remote.remotes import list_remotes
 from pyostree.store import gvariant
 from pyostree.store import objects as obj
 from pyostree.store import refs as _refs
+from pyostree.store.files import check_deflate_end
 from pyostree.store.fsck import commit_state, remove_tombstone
 from pyostree.store.keyfile import KeyFile
 from pyostree.store.objects import ObjectType, Record
-from pyostree.store.repo import Repo, RepoMode, check_deflate_end
+from pyostree.store.repo import Repo, RepoMode
 from pyostree.store.verify import verify_metadata_bytes
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
