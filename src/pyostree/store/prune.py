@@ -28,6 +28,8 @@ from pyostree.store.repo import Repo
 
 _PRUNABLE = (ObjectType.FILE, ObjectType.DIR_TREE, ObjectType.DIR_META, ObjectType.COMMIT,
              ObjectType.PAYLOAD_LINK)
+_DELETE_ORDER = {ObjectType.COMMIT: 0, ObjectType.DIR_TREE: 1, ObjectType.DIR_META: 2, ObjectType.FILE: 3,
+                 ObjectType.PAYLOAD_LINK: 4}
 
 
 @dataclass
@@ -187,17 +189,24 @@ def prune(repo: Repo, opts: PruneOptions | None = None) -> PruneResult:
             delete_commit(repo, checksum)
         reachable, _ = compute_reachable(repo, opts)
         result = PruneResult()
+        doomed: list[ObjectName] = []
         for key in _loose_objects(repo, opts.commit_only):
             result.total += 1
             if key in reachable:
                 continue
             result.freed_bytes += _storage_size(repo, key)
             result.pruned += 1
-            if opts.no_prune:
-                continue
-            if key[1] is ObjectType.COMMIT:
-                repo.mark_commit_partial(key[0], False)
-            delete_object(repo, key[1], key[0])
+            doomed.append(key)
+        if not opts.no_prune:
+            # Crash safety: fsck (ours and ostree's) walks every commit object present, so no
+            # instant may leave a commit whose trees are gone.  Commits go first (each before
+            # its partial marker, which would otherwise excuse missing objects no longer), then
+            # what they reference top-down; a kept commit only reaches kept objects.
+            doomed.sort(key=lambda k: _DELETE_ORDER[k[1]])
+            for csum, objtype in doomed:
+                delete_object(repo, objtype, csum)
+                if objtype is ObjectType.COMMIT:
+                    repo.mark_commit_partial(csum, False)
         if not opts.no_prune:
             _prune_static_deltas(repo)
     return result
