@@ -668,8 +668,8 @@ class _HttpPuller:
         head = f.read(8)
         if len(head) < 8:
             raise OstreeError(f"Corrupted {what}: file header too short")
-        total = f.seek(0, os.SEEK_END)
-        n = obj.lenprefixed_header_length(head, what, total) - 8
+        fsize = f.seek(0, os.SEEK_END)
+        n = obj.lenprefixed_header_length(head, what, fsize) - 8
         f.seek(8)
         variant = f.read(n)
         if len(variant) != n:
@@ -705,7 +705,7 @@ class _HttpPuller:
                     piece = d.flush()
                 except zlib.error as e:
                     raise OstreeError(f"Corrupted file object {csum}: {e}") from None
-                check_deflate_end(d, what, True, total > 8 + n)
+                check_deflate_end(d, what, True, fsize > 8 + n)
                 total += len(piece)
                 h.update(piece)
                 if dest.mode is not RepoMode.ARCHIVE:
