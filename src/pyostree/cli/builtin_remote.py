@@ -210,6 +210,18 @@ def _gpg_import(ctx: Context, argv: list[str]) -> int:
     return 0
 
 
+def _gpg_list_keys(ctx: Context, argv: list[str]) -> int:
+    usage, summary = "remote gpg-list-keys [OPTION…] [NAME]", "Show remote GPG keys"
+    _, args = parse(argv, [], usage, summary)
+    repo = ctx.open_repo()
+    if len(args) > 1:
+        raise usage_fail("Too many arguments", usage, summary, [])
+    from pyostree.remote.gpgkeys import format_keys, list_keys
+
+    sys.stdout.write(format_keys(list_keys(repo, args[0] if args else None)))
+    return 0
+
+
 def _unsupported(name: str, usage: str, specs: list[Opt]) -> Callable[[Context, list[str]], int]:
     def run(ctx: Context, argv: list[str]) -> int:
         parse(argv, specs, usage, SUBCOMMANDS[name])
@@ -263,7 +275,7 @@ _HANDLERS: dict[str, Callable[[Context, list[str]], int]] = {
     "show-url": _show_url,
     "list": _list,
     "gpg-import": _gpg_import,
-    "gpg-list-keys": _unsupported("gpg-list-keys", "remote gpg-list-keys [OPTION…] NAME", []),
+    "gpg-list-keys": _gpg_list_keys,
     "add-cookie": _unsupported("add-cookie", "remote add-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME VALUE", []),
     "delete-cookie": _unsupported("delete-cookie", "remote delete-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME", []),
     "list-cookies": _unsupported("list-cookies", "remote list-cookies [OPTION…] NAME", []),
