@@ -226,3 +226,42 @@ def test_kill_admin_deploy(tmp_path: Path, tool: str) -> None:
                                  f"testos:{REF}"],
                       sysroot_sound)
     _report(out, tool)
+
+
+def _prefix_failures(base: Path, tmp_path: Path, order: str) -> tuple[int, list[str]]:
+    """Stop prune after each of its deletions in turn (every instant a kill could hit) and fsck."""
+    from pyostree.store.prune import PruneOptions, delete_one, plan_deletions
+    from pyostree.store.repo import Repo
+
+    template = tmp_path / "template"
+    copy_tree(base / "src", template)
+    run([*PY, f"--repo={template}", "refs", "--delete", "gone"])
+    repo = Repo.open(str(template))
+    _, doomed = plan_deletions(repo, PruneOptions(refs_only=True, depth=0))
+    repo.close()
+    if order == "directory":  # the order prune used before (and ostree uses): as the objects lie on disk
+        doomed.sort()
+    failures = []
+    for k in range(len(doomed) + 1):
+        w = tmp_path / "w"
+        copy_tree(template, w)
+        r = Repo.open(str(w))
+        for csum, objtype in doomed[:k]:
+            delete_one(r, csum, objtype)
+        r.close()
+        problems = repo_sound(w)
+        if problems:
+            failures.append(f"after {k} deletions: {problems[0][:200]}")
+    return len(doomed), failures
+
+
+def test_every_instant_of_prune_passes_both_fscks(base: Path, tmp_path: Path) -> None:
+    n, failures = _prefix_failures(base, tmp_path, "prune")
+    assert n >= 8 and not failures, failures  # 4 commits and what only they reach
+
+
+def test_directory_order_would_break_fsck(base: Path, tmp_path: Path) -> None:
+    """The counter-proof: deleting in directory order leaves instants both fscks fail."""
+    _, failures = _prefix_failures(base, tmp_path, "directory")
+    assert failures
+    print(f"directory order: {len(failures)} failing instants, e.g. {failures[0]}")

@@ -178,6 +178,36 @@ def compute_reachable(repo: Repo, opts: PruneOptions) -> tuple[set[ObjectName], 
     return reachable, True
 
 
+def plan_deletions(repo: Repo, opts: PruneOptions) -> tuple[PruneResult, list[ObjectName]]:
+    """The objects prune deletes, in the order it deletes them, and its counts.
+
+    Crash safety: fsck (ours and ostree's) walks every commit object present, so no instant
+    may leave a commit whose trees are gone.  Commits go first, then what they reference
+    top-down; every commit left is reachable, and a reachable commit reaches only kept
+    objects.  (tests/test_torture_kill.py checks every prefix of this order with both fscks.)
+    """
+    reachable, _ = compute_reachable(repo, opts)
+    result = PruneResult()
+    doomed: list[ObjectName] = []
+    for key in _loose_objects(repo, opts.commit_only):
+        result.total += 1
+        if key in reachable:
+            continue
+        result.freed_bytes += _storage_size(repo, key)
+        result.pruned += 1
+        doomed.append(key)
+    doomed.sort(key=lambda k: _DELETE_ORDER[k[1]])
+    return result, doomed
+
+
+def delete_one(repo: Repo, csum: str, objtype: ObjectType) -> None:
+    """Delete one object as prune does: a commit before its partial marker (removing the
+    marker first would leave a partial commit that fsck no longer excuses)."""
+    delete_object(repo, objtype, csum)
+    if objtype is ObjectType.COMMIT:
+        repo.mark_commit_partial(csum, False)
+
+
 def prune(repo: Repo, opts: PruneOptions | None = None) -> PruneResult:
     """Delete (or with ``no_prune`` only count) objects not reachable under *opts*."""
     opts = opts or PruneOptions()
@@ -187,26 +217,10 @@ def prune(repo: Repo, opts: PruneOptions | None = None) -> PruneResult:
         if opts.delete_commit is not None:
             checksum = repo.resolve_rev(opts.delete_commit) or opts.delete_commit
             delete_commit(repo, checksum)
-        reachable, _ = compute_reachable(repo, opts)
-        result = PruneResult()
-        doomed: list[ObjectName] = []
-        for key in _loose_objects(repo, opts.commit_only):
-            result.total += 1
-            if key in reachable:
-                continue
-            result.freed_bytes += _storage_size(repo, key)
-            result.pruned += 1
-            doomed.append(key)
+        result, doomed = plan_deletions(repo, opts)
         if not opts.no_prune:
-            # Crash safety: fsck (ours and ostree's) walks every commit object present, so no
-            # instant may leave a commit whose trees are gone.  Commits go first (each before
-            # its partial marker, which would otherwise excuse missing objects no longer), then
-            # what they reference top-down; a kept commit only reaches kept objects.
-            doomed.sort(key=lambda k: _DELETE_ORDER[k[1]])
             for csum, objtype in doomed:
-                delete_object(repo, objtype, csum)
-                if objtype is ObjectType.COMMIT:
-                    repo.mark_commit_partial(csum, False)
+                delete_one(repo, csum, objtype)
         if not opts.no_prune:
             _prune_static_deltas(repo)
     return result
