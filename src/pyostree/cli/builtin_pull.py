@@ -70,7 +70,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         bareuseronly_files=o.bareuseronly_files, dry_run=o.dry_run,
         network_retries=5 if o.network_retries is None else o.network_retries,
         http_trusted=o.http_trusted, require_static_deltas=o.require_static_deltas,
-        disable_static_deltas=o.disable_static_deltas)
+        disable_static_deltas=o.disable_static_deltas, verify_bindings=not o.disable_verify_bindings)
     stats = pull(repo, remote, branches or None, opts)
     sys.stdout.write(stats.status_line() + "\n")
     return 0

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from pyostree.errors import NotFoundError, OstreeError
-from pyostree.remote.pull_local import PullStats, import_object
+from pyostree.remote.pull_local import PullStats, check_bindings, import_object
 from pyostree.remote.remotes import list_remotes
 from pyostree.store import gvariant
 from pyostree.store import objects as obj
@@ -64,7 +64,8 @@ class PullOptions(Record):
                  http_trusted: bool = False, require_static_deltas: bool = False,
                  disable_static_deltas: bool = False, timeout: float = 30.0,
                  http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
-                 gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None) -> None:
+                 gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None,
+                 verify_bindings: bool = True) -> None:
         self.url = url
         """Use this URL instead of the remote's configured one."""
         self.commit_only = commit_only
@@ -85,6 +86,8 @@ class PullOptions(Record):
         self.gpg_verify = gpg_verify
         """Require good GPG signatures on commits; None: the remote's ``gpg-verify`` (default true)."""
         self.gpg_verify_summary = gpg_verify_summary
+        self.verify_bindings = verify_bindings
+        """Check commits' ref and collection bindings (``--disable-verify-bindings`` turns it off)."""
         self.sign_verifiers = sign_verifiers
         """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
 
@@ -533,6 +536,8 @@ class _HttpPuller:
             nxt: list[tuple[str, int, bool, str | None]] = []
             for csum, depth, is_parent, ref in todo:
                 commit = dest.load_commit(csum)
+                if self.opts.verify_bindings:
+                    check_bindings(self._remote_collection_id(), None if is_parent else ref, commit, csum)
                 if self.opts.timestamp_check and ref is not None and not is_parent:
                     self._check_timestamp(ref, None if self.opts.mirror else self.remote_name, commit, csum)
                 if self.opts.timestamp_check_from_rev:
@@ -545,6 +550,17 @@ class _HttpPuller:
                     self._want_tree(commit.root_contents, self.subpath_parts)
                     self.completed_commits.append(csum)
             level = nxt
+
+    def _remote_collection_id(self) -> str | None:
+        """The collection the commits must be bound to: a local source's own collection ID,
+        else the remote's ``collection-id`` option (libostree's get_remote_repo_collection_id)."""
+        if self.src is not None:
+            return self.src.collection_id or None
+        if self.remote_name is None:
+            return None
+        from pyostree.remote.remotes import get_remote_option
+
+        return get_remote_option(self.dest, self.remote_name, "collection-id") or None
 
     def _gpg_verify_commit(self, csum: str, data: bytes, detached: bytes | None) -> None:
         """Check the signatures of a fetched commit before it is stored (``gpg_verify_unwritten_commit``)."""
