@@ -199,3 +199,43 @@ def test_pull_verifies_ref_and_collection_bindings(tmp_path: Path, py: Callable[
         results[name] = rcs
     assert results["py"] == results["c"]
     assert results["py"] == [0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+
+
+def test_create_usb_like_ostree(tmp_path: Path, py: Callable[..., Result], c: Callable[..., Result]) -> None:
+    """``create-usb``: the refs as mirrored collection refs in an archive repo on the mount, a
+    summary, a repos.d link for a non-standard place; the real ostree pulls from what we wrote."""
+    src = tmp_path / "src"
+    c("init", f"--repo={src}", "--mode=archive", "--collection-id=org.example.C1")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    for i in (1, 2, 3):
+        (tree / "a").write_text("a" * i)
+        c(f"--repo={src}", "commit", f"--branch=test-{i}", f"--tree=dir={tree}")
+    local = tmp_path / "local"
+    c("init", f"--repo={local}", "--mode=archive")
+    c(f"--repo={local}", "remote", "add", "--no-gpg-verify", "--collection-id=org.example.C1", "r1",
+      f"file://{src}")
+    c(f"--repo={local}", "pull", "r1", "test-1", "test-2", "test-3")
+    listings = {}
+    for name, tool in (("py", py), ("c", c)):
+        mnt = tmp_path / f"mnt-{name}"
+        mnt.mkdir()
+        out = tool(f"--repo={local}", "create-usb", "--destination-repo=some-dest", str(mnt),
+                   "org.example.C1", "test-1", "org.example.C1", "test-2").out
+        assert out.startswith(f"Copied 2/2 refs successfully from \u2018{local}\u2019")
+        link = mnt / ".ostree/repos.d/00-generated"
+        assert os.readlink(link) == "../../some-dest"
+        assert (mnt / "some-dest/summary").is_file()
+        assert (mnt / "some-dest/config").read_text().count("mode=archive") == 1
+        listings[name] = (c(f"--repo={link}", "refs", "--collections").out,
+                          sorted(p.name for p in (mnt / "some-dest/refs/mirrors/org.example.C1").iterdir()))
+        # the other tool pulls from what this one wrote
+        other = c if tool is py else py
+        dest = tmp_path / f"from-{name}"
+        other("init", f"--repo={dest}", "--mode=archive")
+        rev = (mnt / "some-dest/refs/mirrors/org.example.C1/test-1").read_text().strip()
+        other(f"--repo={dest}", "pull-local", str(mnt / "some-dest"), rev)
+        assert other(f"--repo={dest}", "cat", rev, "/a").out == "a"
+        other(f"--repo={dest}", "fsck")
+    assert listings["py"] == listings["c"]
+    assert sorted(listings["py"][0].splitlines()) == ["(org.example.C1, test-1)", "(org.example.C1, test-2)"]
