@@ -67,7 +67,7 @@ def _options_for(o: object, subpath: str | None) -> CheckoutOptions:
     g = o.__getattribute__
     at_path = bool(g("disable_cache") or g("whiteouts") or g("require_hardlinks") or g("union_add")
                    or g("force_copy") or g("force_copy_zerosized") or g("bareuseronly_dirs")
-                   or g("union_identical") or g("skip_list") or g("selinux_policy")
+                   or g("union_identical") or g("skip_list") is not None or g("selinux_policy")
                    or g("selinux_prefix") or g("process_passthrough_whiteouts"))
     opts = CheckoutOptions()
     opts.mode = CheckoutMode.USER if g("user_mode") else CheckoutMode.NONE
@@ -101,7 +101,7 @@ def _options_for(o: object, subpath: str | None) -> CheckoutOptions:
         opts.overwrite = OverwriteMode.UNION_IDENTICAL
     opts.process_whiteouts = bool(g("whiteouts"))
     opts.process_passthrough_whiteouts = bool(g("process_passthrough_whiteouts"))
-    if g("skip_list"):
+    if g("skip_list") is not None:
         opts.skip_paths = _read_skip_list(g("skip_list"))
     opts.no_copy_fallback = bool(g("require_hardlinks"))
     opts.force_copy = bool(g("force_copy"))
@@ -132,7 +132,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     if not args:
         sys.stderr.write(f"Usage:\n  ostree {USAGE}\n\n{SUMMARY}\n\n")
         raise OstreeError("COMMIT must be specified")
-    if o.from_stdin or o.from_file:
+    if o.from_stdin or o.from_file is not None:
         destination = args[0]
         if o.from_stdin:
             data = sys.stdin.buffer.read()
@@ -148,5 +148,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     destination = args[1] if len(args) > 1 else rev
     commit = repo.resolve_rev(rev)
     assert commit is not None
+    if o.subpath == "":
+        raise OstreeError("No such file or directory: /")  # ostree's words for --subpath=
     checkout_tree(repo, commit, destination, _options_for(o, o.subpath))
     return 0

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:
         # an unexpected OS failure still gets a clean one-line error
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        where = f" ({e.filename})" if isinstance(getattr(e, "filename", None), str) else ""  # not an fd
         sys.stderr.write(f"error: {e.strerror or e}{where}\n")
         return 1
     except (ValueError, RecursionError, MemoryError, UnicodeError) as e:

@@ -215,6 +215,8 @@ def _set_meta(dfd: int, name: str | None, info: FileInfo, set_owner: bool, is_li
                 os.setxattr(target, n, value, follow_symlinks=False)
     except OSError as e:
         raise OstreeError(f"Setting metadata of {name or '.'}: {e.strerror}", errno=e.errno) from None
+    except ValueError:  # a NUL inside an xattr name
+        raise OstreeError(f"Setting metadata of {name or '.'}: invalid xattr name (NUL byte)") from None
 
 
 def _user_overlay(xattrs: obj.Xattrs) -> obj.Xattrs:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import struct
 import time
 import zlib
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from pyostree.remote.remotes import list_remotes
 from pyostree.store import gvariant
 from pyostree.store import objects as obj
 from pyostree.store import refs as _refs
+from pyostree.store.files import check_deflate_end
 from pyostree.store.fsck import commit_state, remove_tombstone
 from pyostree.store.keyfile import KeyFile
 from pyostree.store.objects import ObjectType, Record
@@ -690,9 +690,9 @@ class _HttpPuller:
         head = f.read(8)
         if len(head) < 8:
             raise OstreeError(f"Corrupted {what}: file header too short")
-        (n,) = struct.unpack(">I", head[:4])
-        if n > obj.MAX_METADATA_SIZE:
-            raise OstreeError(f"Corrupted {what}: file header size {n} out of range")
+        fsize = f.seek(0, os.SEEK_END)
+        n = obj.lenprefixed_header_length(head, what, fsize) - 8
+        f.seek(8)
         variant = f.read(n)
         if len(variant) != n:
             raise OstreeError(f"Corrupted {what}: file header too short")
@@ -703,7 +703,7 @@ class _HttpPuller:
         trusted_raw = dest.mode is RepoMode.ARCHIVE and self.opts.http_trusted
         if not info.is_regular:
             f.seek(0)
-            self._store_filez(csum, f.read(obj.MAX_METADATA_SIZE + 16))
+            self._store_filez(csum, f.read(8 + n + 1))  # the byte past the header is trailing data
             return
         import tempfile
 
@@ -723,9 +723,11 @@ class _HttpPuller:
                             if dest.mode is not RepoMode.ARCHIVE:
                                 out.write(piece)
                             piece = d.decompress(d.unconsumed_tail, 1 << 20) if d.unconsumed_tail else b""
+                        check_deflate_end(d, what, False)
                     piece = d.flush()
                 except zlib.error as e:
                     raise OstreeError(f"Corrupted file object {csum}: {e}") from None
+                check_deflate_end(d, what, True, fsize > 8 + n)
                 total += len(piece)
                 h.update(piece)
                 if dest.mode is not RepoMode.ARCHIVE:
@@ -766,6 +768,9 @@ class _HttpPuller:
                 raise OstreeError(f"Corrupted file object {csum}: {e}") from None
             if len(content) != info.size or d.unconsumed_tail:
                 raise OstreeError(f"Corrupted file object {csum}: content is not {info.size} bytes")
+            check_deflate_end(d, what, True, len(data) > hlen)
+        elif len(data) > hlen:
+            raise OstreeError(f"Corrupted {what}: trailing data after the file header")
         actual = obj.sha256(obj.file_header(info) + content).hexdigest()
         if actual != csum:
             raise OstreeError(f"Corrupted file object; checksum expected='{csum}' actual='{actual}'")
