@@ -184,3 +184,75 @@ def test_writer_rejects_bad_trees() -> None:
     root.add_child(b"huge", erofs.CfsNode(stat.S_IFREG | 0o644, size=1 << 60, payload=b"aa/b.file"))
     with pytest.raises(erofs.CfsError):
         erofs.write_image(root)
+
+
+def random_tree(seed: int) -> erofs.CfsNode:
+    """A tree exercising every layout path of the writer (see test_writer_matches_libcomposefs)."""
+    import random
+    import stat
+
+    r = random.Random(seed)
+    mt = r.choice([0, 1700000000])
+    root = erofs.CfsNode(stat.S_IFDIR | 0o755, mtime=mt)
+    dirs, files = [root], []
+    keys = [b"user.a", b"user.b", b"trusted.overlay.redirect", b"security.selinux", b"trusted.x",
+            b"system.posix_acl_access", b"other.key"]
+    for i in range(r.choice([30, 300, 700])):
+        parent = r.choice(dirs)
+        k = r.random()
+        name = (b"n" * r.randint(100, 255) + b"%d" % i)[-255:] if k < 0.1 else b"f%d" % i
+        node: erofs.CfsNode
+        if k < 0.2:
+            node = erofs.CfsNode(stat.S_IFDIR | r.choice([0o755, 0o1777]))
+            dirs.append(node)
+        elif k < 0.5:
+            size = r.choice([0, 1, 4096, 10**6, 2**33, 2**40 + 5])
+            node = erofs.CfsNode(stat.S_IFREG | r.choice([0o644, 0o4755]), size=size)
+            if size:
+                node.payload = b"%02x/%s.file" % (r.randrange(256), b"x" * 62)
+                if r.random() < 0.7:
+                    node.digest = r.randbytes(32)
+            files.append(node)
+        elif k < 0.65:
+            target = b"t" * r.choice([1, 100, 2040, 3000, 3900, 4050, 4095])
+            node = erofs.CfsNode(stat.S_IFLNK | 0o777, size=len(target), payload=target)
+        elif k < 0.72:
+            node = erofs.CfsNode(stat.S_IFCHR | 0o644)  # a whiteout
+        elif k < 0.77:
+            node = erofs.CfsNode(stat.S_IFBLK | 0o600, rdev=os.makedev(8, r.randrange(300)))
+        elif k < 0.8:
+            node = erofs.CfsNode(stat.S_IFIFO | 0o644)
+        elif k < 0.88 and files:
+            node = erofs.CfsNode()
+            node.make_hardlink(r.choice(files))
+            parent.add_child(name, node)
+            continue
+        else:
+            node = erofs.CfsNode(stat.S_IFREG | 0o644)
+        node.uid, node.gid = r.choice([0, 1000, 70000]), r.choice([0, 70000])
+        node.mtime, node.mtime_nsec = r.choice([mt, mt, mt + 5]), r.choice([0, 0, 123])
+        for _ in range(r.choice([0, 1, 3, 6])):
+            node.xattrs[r.choice(keys)] = r.choice([b"", b"y", b"v" * r.randint(1, 300)])
+        parent.add_child(name, node)
+    return root
+
+
+# sha256 of the image libcomposefs 1.0.8's mkcomposefs --from-file writes for random_tree(seed),
+# measured with a dump of the same tree (the writer is byte-identical on 210 such trees)
+LIBCOMPOSEFS_IMAGES = {
+    0: "36cde8885904d6be7429678fd0214d07587c85cedaa0fe3d721681891dd111e6",
+    1: "ec0fd3170113e439ba42cc473f904c4b439b5d074a1a2c2d1e348f810813058b",
+    2: "0dc5d8c0ad6628ccfa5d10d582aad01a672913c65ccdb7a2becad8af0f238c09",
+    3: "a9fe206d6a4f5ec93050569574f0003dae1cf964b2a9c6e5ab69b8bfa15368ad",
+    4: "1049fe882e5bb5765f03219450a49cf08ca80167205500669398b4ca7d36b37a",
+    5: "eb5616ff11df42e84c5cc56ad14b869f9127cfe536d02ddaabc8e0c8968ea37f",
+    6: "63dc79c109db4515774d97c54b0bd72354a5c56ba79bec2d352fe89ae296ab55",
+    7: "5e1b5ac648b9d0eaaca9b6cb087cea6a60dbe6c9cd2051b209780abf17e70f57",
+}
+
+
+@pytest.mark.parametrize("seed", sorted(LIBCOMPOSEFS_IMAGES))
+def test_writer_matches_libcomposefs(seed: int) -> None:
+    buf = bytearray()
+    erofs.write_image(random_tree(seed), buf.extend)
+    assert hashlib.sha256(buf).hexdigest() == LIBCOMPOSEFS_IMAGES[seed]

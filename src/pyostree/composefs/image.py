@@ -27,7 +27,7 @@ import stat
 from pyostree.composefs import fsverity
 from pyostree.composefs.erofs import CfsError, CfsNode, write_image
 from pyostree.errors import OstreeError
-from pyostree.store.objects import validate_filename
+from pyostree.store.objects import validate_filename, xattr_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,6 +49,11 @@ class Verity(enum.Enum):
     NO = 0  # none (--composefs-noverity)
     MAYBE = 1  # only digests the kernel already measured on the objects
     YES = 2  # every file's, computed where the kernel has none
+
+
+def _cname(stored: bytes) -> bytes:
+    """An xattr name as libcomposefs gets it from ostree: a C string (up to the first NUL)."""
+    return xattr_name(stored).split(b"\0", 1)[0]
 
 
 def loose_path(checksum: str) -> str:
@@ -98,14 +103,14 @@ class _Builder:
                 if self.verity is not Verity.NO:
                     node.digest = self._digest(checksum, co)
         for xname, value in info.xattrs:
-            node.xattrs[xname] = value
+            node.xattrs[_cname(xname)] = value
         return node
 
     def directory(self, contents: str, meta: str, path: str) -> CfsNode:
         dirmeta = self.repo.load_dirmeta(meta)
         node = CfsNode(dirmeta.mode, dirmeta.uid, dirmeta.gid)
         for xname, value in dirmeta.xattrs:
-            node.xattrs[xname] = value
+            node.xattrs[_cname(xname)] = value
         tree = self.repo.load_dirtree(contents)
         whiteouts: list[tuple[str, str]] = []
         for name, checksum in tree.files:
@@ -136,7 +141,7 @@ class _Builder:
         target = whiteouts.passthrough_target(name, path + name)
         wh = CfsNode(stat.S_IFCHR | stat.S_IMODE(info.mode), info.uid, info.gid)
         for xname, xvalue in info.xattrs:
-            wh.xattrs[xname] = xvalue
+            wh.xattrs[_cname(xname)] = xvalue
         self._add(node, target, wh, path)
 
     @staticmethod
