@@ -31,7 +31,11 @@ def entries(root: Path) -> dict[str, dict[str, Any]]:
             names = [".", *names]
         for name in names:
             p = dirpath if name == "." else os.path.join(dirpath, name)
-            st = os.lstat(p)
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:  # listed by readdir, not found by lookup (overlayfs)
+                out[os.path.relpath(p, root)] = {"readdir_only": True}
+                continue
             xattrs = {n: os.getxattr(p, n, follow_symlinks=False)
                       for n in sorted(os.listxattr(p, follow_symlinks=False)) if not n.startswith("security.")}
             e: dict[str, Any] = {"mode": oct(st.st_mode), "uid": st.st_uid, "gid": st.st_gid, "xattrs": xattrs}

@@ -267,8 +267,12 @@ def _rewrite_node(node: CfsNode, version: int) -> None:
         parent.xattrs[ESCAPED_WHITEOUTS] = b""
         parent.xattrs[USER_WHITEOUTS] = b""
         if version >= 1:
-            parent.xattrs[ESCAPED_OPAQUE] = b"x"
-            parent.xattrs[USER_OPAQUE] = b"x"
+            # an opaque directory ("y") stays opaque: libcomposefs 1.0.8 fails (ERANGE) on such a
+            # tree, and "x" would drop the opacity (measured on 6.18: the lower's entries show)
+            if parent.xattrs.get(ESCAPED_OPAQUE) != b"y":
+                parent.xattrs[ESCAPED_OPAQUE] = b"x"
+            if parent.xattrs.get(USER_OPAQUE) != b"y":
+                parent.xattrs[USER_OPAQUE] = b"x"
 
 
 def _rewrite_tree(root: CfsNode, version: int) -> None:

@@ -28,6 +28,7 @@ from pyostree.composefs import fsverity
 from pyostree.composefs.erofs import CfsError, CfsNode, write_image
 from pyostree.errors import OstreeError
 from pyostree.store.objects import validate_filename, xattr_name
+from pyostree.tree import whiteouts as whiteouts_mod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ PASSTHROUGH_KEY = "pyostree.composefs.process-passthrough-whiteouts"
 ROOT_DIRS = ("usr", "etc", "boot", "var", "sysroot")
 WHITEOUT_PREFIX = ".ostree-wh."
 OPAQUE_MARKER = WHITEOUT_PREFIX + ".wh..opq"
+OPAQUE_XATTRS = (b"trusted.overlay.opaque", b"user.overlay.opaque")
 
 
 class Verity(enum.Enum):
@@ -122,12 +124,23 @@ class _Builder:
         for name, subtree, submeta in tree.dirs:
             validate_filename(name)
             self._add(node, name, self.directory(subtree, submeta, f"{path}{name}/"), path)
+        markers = [(n, c) for n, c in whiteouts if n == OPAQUE_MARKER]
+        for name, checksum in markers:
+            self._passthrough(node, name, checksum, path)
+        # whiteouts in an opaque directory hide nothing; an image can't mark a directory both
+        # opaque and holding whiteouts, so they are left out (see docs/composefs.md)
+        opaque = any(node.xattrs.get(k) == b"y" for k in OPAQUE_XATTRS)
         for name, checksum in whiteouts:
+            if name == OPAQUE_MARKER:
+                continue
+            if opaque and not self.repo.load_file(checksum).info.is_symlink:
+                whiteouts_mod.passthrough_target(name, path + name)  # still validated
+                continue
             self._passthrough(node, name, checksum, path)
         return node
 
     def _passthrough(self, node: CfsNode, name: str, checksum: str, path: str) -> None:
-        from pyostree.tree import quoting, whiteouts
+        from pyostree.tree import quoting
 
         co = self.repo.load_file(checksum)
         info = co.info
@@ -138,7 +151,7 @@ class _Builder:
             for key, value in quoting.parse_opaque_marker(co.read(), path + name):
                 node.xattrs[key.encode()] = value
             return
-        target = whiteouts.passthrough_target(name, path + name)
+        target = whiteouts_mod.passthrough_target(name, path + name)
         wh = CfsNode(stat.S_IFCHR | stat.S_IMODE(info.mode), info.uid, info.gid)
         for xname, xvalue in info.xattrs:
             wh.xattrs[_cname(xname)] = xvalue
