@@ -379,3 +379,32 @@ def test_etc_merge_never_writes_through_symlinks(tmp_path: Path) -> None:
     with pytest.raises(OstreeError, match="is a symlink"):
         merge_etc(repo, str(old), str(new))
     assert list(outside.iterdir()) == []
+
+
+@needs_ostree
+def test_remote_add_through_deployment_sysroot(tmp_path: Path, py: Run, c: Run) -> None:
+    """``--sysroot=DEPLOYMENT remote add``: a deployment (a non-physical sysroot) keeps its remotes
+    in its own etc/ostree/remotes.d; core.add-remotes-config-dir=false sends them to the repo config."""
+    results = {}
+    for name, tool in (("py", py), ("c", c)):
+        top = tmp_path / name
+        (top / "sysroot").mkdir(parents=True)
+        tool("admin", "init-fs", str(top / "sysroot"))
+        dep = top / "deploy"
+        (dep / "etc").mkdir(parents=True)
+        os.symlink("../sysroot", dep / "sysroot")
+        os.symlink("sysroot/ostree", dep / "ostree")
+        tool(f"--sysroot={dep}", "remote", "add", "--set=gpg-verify=false", "r1", "file:///srv/r1")
+        conf = dep / "etc/ostree/remotes.d/r1.conf"
+        repo_config = (top / "sysroot/ostree/repo/config").read_text()
+        tool(f"--repo={top}/sysroot/ostree/repo", "config", "set", "core.add-remotes-config-dir", "false")
+        tool(f"--sysroot={dep}", "remote", "add", "--set=gpg-verify=false", "r2", "file:///srv/r2")
+        results[name] = (conf.read_text(), "r1" in repo_config,
+                         (dep / "etc/ostree/remotes.d/r2.conf").exists(),
+                         'remote "r2"' in (top / "sysroot/ostree/repo/config").read_text(),
+                         tool(f"--repo={top}/sysroot/ostree/repo", "remote", "list").out)
+    assert results["py"] == results["c"]
+    conf_text, r1_in_config, r2_file, r2_in_config, listed = results["py"]
+    assert "file:///srv/r1" in conf_text and not r1_in_config
+    assert not r2_file and r2_in_config
+    assert listed.split() == ["r2"]  # r1 lives in the deployment's /etc, not this repo's

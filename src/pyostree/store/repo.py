@@ -157,6 +157,9 @@ class Repo:
         self.disable_fsync = not config.get_bool("core", "fsync", True)
         self.per_object_fsync = config.get_bool("core", "per-object-fsync", False)
         self.zlib_level = config.get_int("core", "zlib-level", DEFAULT_ZLIB_LEVEL)
+        self.sysroot_dir: str | None = None
+        """Set when opened through a deployment's (non-physical) sysroot: remote configs then go to
+        its ``etc/ostree/remotes.d`` (libostree's ``OSTREE_REPO_SYSROOT_KIND_VIA_SYSROOT``)."""
         self._parent: Repo | None = None
         parent = config.get("core", "parent")
         if parent:
