@@ -148,3 +148,38 @@ def test_bad_mount_input_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(OstreeError, match="not a regular file"):
         mount_composefs(str(tmp_path / "nope.cfs"), str(tmp_path / "objects"), str(tmp_path / "mnt"))
     assert not os.path.ismount(tmp_path / "mnt")
+
+
+def test_100k_file_tree_image_mounts(py, tmp_path: Path) -> None:
+    """A 100 000-file commit (100 directories of 1000, 1000 distinct objects) as an image, mounted."""
+    from pyostree.store.objects import DirMeta, DirTree, FileInfo
+    from pyostree.store.repo import Repo, RepoMode
+    from pyostree.tree.commit import write_commit
+
+    repo = Repo.create(str(tmp_path / "repo"), RepoMode.BARE)
+    repo.disable_fsync = True
+    with repo.transaction():
+        objs = [repo.write_content(FileInfo(stat.S_IFREG | 0o644, 0, 0, len(b), "", []), b)
+                for b in (b"content %d\n" % i for i in range(1000))]
+        meta = repo.write_dirmeta(DirMeta(0, 0, stat.S_IFDIR | 0o755))
+        subdirs = []
+        for d in range(100):
+            files = [(f"file-{i:04d}", objs[(d + i) % 1000]) for i in range(1000)]
+            subdirs.append((f"dir-{d:03d}", repo.write_dirtree(DirTree(files, [])), meta))
+        root = repo.write_dirtree(DirTree([], subdirs))
+        commit = write_commit(repo, parent=None, subject="100k", body="", metadata=[], root_contents=root,
+                              root_meta=meta, timestamp=0)
+    repo.close()
+    image = tmp_path / "big.cfs"
+    py("--repo", tmp_path / "repo", "checkout", "--composefs", commit, image)
+    with mounted(image, tmp_path / "repo" / "objects", tmp_path / "mnt") as mnt:
+        n = 0
+        for d in sorted(os.listdir(mnt)):
+            if d.startswith("dir-"):
+                names = os.listdir(mnt / d)
+                assert len(names) == 1000
+                n += len(names)
+        assert n == 100_000
+        assert (mnt / "dir-042" / "file-0999").read_bytes() == b"content %d\n" % ((42 + 999) % 1000)
+        assert (mnt / "dir-099" / "file-0000").read_bytes() == b"content 99\n"
+        assert stat.S_IMODE((mnt / "dir-007" / "file-0123").stat().st_mode) == 0o644

@@ -187,11 +187,27 @@ def _xxh32(data: bytes, seed: int) -> int:
     return h
 
 
+_INDEX_CACHE: dict[bytes, tuple[int, bytes, int]] = {}
+
+
+def _xattr_key(key: bytes) -> tuple[int, bytes, int]:
+    """(EROFS name index, name suffix, name filter bit) of an xattr name, cached."""
+    got = _INDEX_CACHE.get(key)
+    if got is None:
+        index, suffix = 0, key
+        for prefix, i in _XATTR_PREFIXES:
+            if key.startswith(prefix):
+                index, suffix = i, key[len(prefix):]
+                break
+        got = (index, suffix, 1 << (_xxh32(suffix, XATTR_FILTER_SEED + index) & 31))
+        if len(_INDEX_CACHE) < 4096:
+            _INDEX_CACHE[key] = got
+    return got
+
+
 def _xattr_index(key: bytes) -> tuple[int, bytes]:
-    for prefix, index in _XATTR_PREFIXES:
-        if key.startswith(prefix):
-            return index, key[len(prefix):]
-    return 0, key
+    index, suffix, _ = _xattr_key(key)
+    return index, suffix
 
 
 def _round_up(x: int, a: int) -> int:
@@ -456,17 +472,27 @@ def _compute_inodes(lay: _Layout, offsets: dict[tuple[bytes, bytes], int]) -> No
 
 
 class _Out:
-    __slots__ = ("hasher", "n", "write")
+    """Counts, hashes and passes on the image bytes, in 1 MiB pieces."""
+
+    __slots__ = ("buf", "hasher", "n", "write")
 
     def __init__(self, write: Callable[[bytes], object] | None, hasher: FsVerityHasher | None) -> None:
         self.write = write
         self.hasher = hasher
         self.n = 0
+        self.buf = bytearray()
 
     def put(self, data: bytes) -> None:
-        if not data:
-            return
         self.n += len(data)
+        self.buf += data
+        if len(self.buf) >= 1 << 20:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buf:
+            return
+        data = bytes(self.buf)
+        self.buf.clear()
         if self.hasher is not None:
             self.hasher.update(data)
         if self.write is not None:
@@ -548,8 +574,7 @@ def _write_inode(out: _Out, node: CfsNode, lay: _Layout, data_end: list[int]) ->
     if node._xsize:
         bits = 0
         for key in node.xattrs:
-            index, suffix = _xattr_index(key)
-            bits |= 1 << (_xxh32(suffix, XATTR_FILTER_SEED + index) & 31)
+            bits |= _xattr_key(key)[2]
         body = bytearray(struct.pack("<IB7s", 0xFFFFFFFF & ~bits, len(node._shared), b""))
         base = lay.inodes_end % BLKSIZ
         for off in node._shared.values():
@@ -633,4 +658,5 @@ def _emit(root: CfsNode, lay: _Layout, write: Callable[[bytes], object] | None, 
     for node in lay.inodes:
         _write_data(out, node)
     assert out.n == data_end[0] == data_start + lay.n_data_blocks * BLKSIZ
+    out.flush()
     return hasher.digest() if hasher is not None else None

@@ -98,16 +98,22 @@ class FsVerityHasher:
 
     def digest(self) -> bytes:
         """The 32-byte fs-verity digest (SHA-256 of the fsverity_descriptor)."""
-        root = self._root()
-        descriptor = struct.pack("<BBBBIQ", 1, HASH_ALG_SHA256, 12, 0, 0, self._size)
-        descriptor += root.ljust(64, b"\0") + bytes(32) + bytes(144)
-        return _sha256(descriptor)
+        return _descriptor_digest(self._size, self._root())
 
     def hexdigest(self) -> str:
         return self.digest().hex()
 
 
+def _descriptor_digest(size: int, root: bytes) -> bytes:
+    descriptor = struct.pack("<BBBBIQ", 1, HASH_ALG_SHA256, 12, 0, 0, size)
+    return _sha256(descriptor + root.ljust(64, b"\0") + bytes(176))
+
+
 def digest_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    if len(data) <= BLOCK_SIZE:  # the common small file: no tree, one hash and the descriptor
+        if not data:
+            return _descriptor_digest(0, bytes(DIGEST_SIZE))
+        return _descriptor_digest(len(data), _sha256(bytes(data).ljust(BLOCK_SIZE, b"\0")))
     h = FsVerityHasher()
     h.update(data)
     return h.digest()
@@ -122,12 +128,20 @@ def digest_stream(stream: BinaryIO) -> bytes:
         h.update(chunk)
 
 
+_NO_VERITY_FS: set[int] = set()  # st_dev of filesystems that answered "not supported"
+
+
 def measure_fd(fd: int) -> bytes | None:
     """The kernel's fs-verity digest of *fd* (FS_IOC_MEASURE_VERITY), or None when verity is off."""
+    dev = os.fstat(fd).st_dev
+    if dev in _NO_VERITY_FS:
+        return None
     buf = bytearray(struct.pack("<HH", HASH_ALG_SHA256, 64) + bytes(64))
     try:
         fcntl.ioctl(fd, FS_IOC_MEASURE_VERITY, buf)
-    except OSError:
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.ENOTTY):
+            _NO_VERITY_FS.add(dev)
         return None
     alg, size = struct.unpack_from("<HH", buf)
     if alg != HASH_ALG_SHA256 or size != DIGEST_SIZE:
@@ -135,11 +149,15 @@ def measure_fd(fd: int) -> bytes | None:
     return bytes(buf[4:4 + DIGEST_SIZE])
 
 
-def digest_fd(fd: int) -> bytes:
+def digest_fd(fd: int, *, measure: bool = True) -> bytes:
     """fs-verity digest of an open file: the kernel's when verity is enabled on it, else computed."""
-    known = measure_fd(fd)
-    if known is not None:
-        return known
+    if measure:
+        known = measure_fd(fd)
+        if known is not None:
+            return known
+    head = os.pread(fd, BLOCK_SIZE + 1, 0)
+    if len(head) <= BLOCK_SIZE:
+        return digest_bytes(head)
     h = FsVerityHasher()
     offset = 0
     while True:

@@ -69,6 +69,7 @@ class _Builder:
         self.verity = verity
         self.passthrough = passthrough
         self._digests: dict[str, bytes | None] = {}
+        self._objects: dict[str, ContentObject] = {}  # trees repeat content objects
 
     def _digest(self, checksum: str, co: ContentObject) -> bytes | None:
         if checksum in self._digests:
@@ -82,7 +83,7 @@ class _Builder:
             try:
                 digest = fsverity.measure_fd(fd)
                 if digest is None and self.verity is Verity.YES:
-                    digest = fsverity.digest_fd(fd)
+                    digest = fsverity.digest_fd(fd, measure=False)
             finally:
                 os.close(fd)
         elif self.verity is Verity.YES:
@@ -91,8 +92,14 @@ class _Builder:
         self._digests[checksum] = digest
         return digest
 
+    def _load(self, checksum: str) -> ContentObject:
+        co = self._objects.get(checksum)
+        if co is None:
+            co = self._objects[checksum] = self.repo.load_file(checksum)
+        return co
+
     def file_node(self, checksum: str) -> CfsNode:
-        co = self.repo.load_file(checksum)
+        co = self._load(checksum)
         info = co.info
         node = CfsNode(info.mode, info.uid, info.gid)
         if info.is_symlink:
@@ -133,7 +140,7 @@ class _Builder:
         for name, checksum in whiteouts:
             if name == OPAQUE_MARKER:
                 continue
-            if opaque and not self.repo.load_file(checksum).info.is_symlink:
+            if opaque and not self._load(checksum).info.is_symlink:
                 whiteouts_mod.passthrough_target(name, path + name)  # still validated
                 continue
             self._passthrough(node, name, checksum, path)
@@ -142,7 +149,7 @@ class _Builder:
     def _passthrough(self, node: CfsNode, name: str, checksum: str, path: str) -> None:
         from pyostree.tree import quoting
 
-        co = self.repo.load_file(checksum)
+        co = self._load(checksum)
         info = co.info
         if info.is_symlink:  # as the hardlink checkout: only non-symlinks are markers
             self._add(node, name, self.file_node(checksum), path)
