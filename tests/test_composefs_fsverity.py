@@ -57,3 +57,42 @@ def test_zero_filled_file(tmp_path: Path) -> None:
     data = bytes(LEVEL + BLOCK_SIZE)
     (tmp_path / "f").write_bytes(data)
     assert digest_bytes(data).hex() == _oracle(tmp_path / "f")
+
+
+def test_enable_verity_where_the_kernel_has_it(tmp_path: Path) -> None:
+    """FS_IOC_ENABLE_VERITY on an ext4 with the verity feature: the kernel's measurement must be
+    ours; on a kernel without CONFIG_FS_VERITY (this VM's) enable_verity() says so with False."""
+    from conftest import IS_ROOT
+    from pyostree.composefs.fsverity import enable_verity, measure_fd
+
+    data = os.urandom(3 * BLOCK_SIZE + 1)
+    plain = tmp_path / "plain"
+    plain.write_bytes(data)
+    fd = os.open(plain, os.O_RDONLY)
+    try:
+        supported_here = enable_verity(fd)
+        assert measure_fd(fd) == (digest_bytes(data) if supported_here else None)
+    finally:
+        os.close(fd)
+    if not IS_ROOT or shutil.which("mkfs.ext4") is None:
+        pytest.skip("needs root and mkfs.ext4 for a verity-capable loop filesystem")
+    img, mnt = tmp_path / "fs.img", tmp_path / "mnt"
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-O", "verity", str(img)], check=True, capture_output=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True, capture_output=True, timeout=60)
+    try:
+        (mnt / "f").write_bytes(data)
+        fd = os.open(mnt / "f", os.O_RDONLY)
+        try:
+            if not enable_verity(fd):
+                with open("/proc/filesystems") as fs:
+                    assert "ext4" in fs.read()
+                pytest.skip("kernel built without CONFIG_FS_VERITY: the digest stays computed")
+            assert measure_fd(fd) == digest_bytes(data)
+            assert digest_fd(fd) == digest_bytes(data)
+        finally:
+            os.close(fd)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True, timeout=60)

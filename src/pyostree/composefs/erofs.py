@@ -225,9 +225,13 @@ def _xattr_entry_size(key: bytes, value: bytes) -> int:
 
 
 def chunk_bits(size: int) -> int:
-    bits = max((size - 1).bit_length(), 1)
-    bits = max(bits, BLKSIZ_BITS)
-    return min(bits, CHUNK_BLKBITS_MASK + BLKSIZ_BITS)
+    """log2 of the chunk size libcomposefs picks for an external file: one chunk if possible."""
+    bits = (size - 1).bit_length()
+    if bits < BLKSIZ_BITS:
+        return BLKSIZ_BITS
+    if bits > CHUNK_BLKBITS_MASK + BLKSIZ_BITS:
+        return CHUNK_BLKBITS_MASK + BLKSIZ_BITS
+    return bits
 
 
 def chunk_count(size: int) -> int:
