@@ -98,7 +98,7 @@ def _version() -> str:
     # Only what pyostree really implements: scripts probe this list (e.g. for
     # gpgme) to decide which checks to run, and a feature claimed but missing
     # turns a skip into a failure.
-    features = ["libarchive", "gpgme", "sign-ed25519", "release", "overlayfs-whiteouts", "container"]
+    features = ["libarchive", "gpgme", "sign-ed25519", "release", "overlayfs-whiteouts", "container", "composefs"]
     lines = ["libostree:", f" Version: '{OSTREE_COMPAT_VERSION}'", f" pyostree: '{__version__}'", " Features:"]
     lines += [f"  - {f}" for f in features]
     return "\n".join(lines)
