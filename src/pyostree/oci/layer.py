@@ -37,6 +37,7 @@ from pyostree.tree.quoting import OPAQUE_MARKER, SPECIAL_PREFIX, WHITEOUT_PREFIX
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import IO, Any
 
 OCI_WHITEOUT = ".wh."
@@ -391,7 +392,7 @@ class _Builder:
 
 
 def import_layer_stream(repo: Repo, raw: VerifyingReader, diff_id: str, *, special: bool = False,
-                        where: str = "layer") -> LayerResult:
+                        where: str = "layer", progress: Callable[[int], None] | None = None) -> LayerResult:
     """Parse the layer blob *raw* into a tree (objects written in the open transaction).
 
     Verifies the blob digest/size (via *raw*) and that the uncompressed stream
@@ -402,8 +403,10 @@ def import_layer_stream(repo: Repo, raw: VerifyingReader, diff_id: str, *, speci
         dec = _decompressor(raw)
         hashed = _Hashing(dec)
         with tarfile.open(fileobj=hashed, mode="r|", tarinfo=_SafeTarInfo) as tf:  # type: ignore[call-overload]
-            for m in tf:
+            for n, m in enumerate(tf, 1):
                 b.add(m, tf)
+                if progress is not None:
+                    progress(n)
         b.finish()
         got = hashed.drain()
         blob = raw.finish()
