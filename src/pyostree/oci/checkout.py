@@ -26,7 +26,7 @@ import stat
 from dataclasses import dataclass
 
 from pyostree.errors import OstreeError
-from pyostree.oci.image import MD_LAYERS, strs_metadata
+from pyostree.oci.image import MD_IMPLICIT, MD_LAYERS, strs_metadata
 from pyostree.store import objects as obj
 from pyostree.store import refs
 from pyostree.store.objects import FileInfo
@@ -222,6 +222,50 @@ class LayersCheckout:
         return overlay_mount_command(self.lowers_top_first, self.merged, self.userxattr)
 
 
+def _lower_dirmeta(repo: Repo, lowers: list[str], path: str) -> obj.DirMeta | None:
+    """The metadata the layers *lowers* (bottom first) give directory *path*, or None."""
+    parts = [p for p in path.split("/") if p]
+    for lc in reversed(lowers):
+        c = repo.load_commit(lc)
+        contents, meta = c.root_contents, c.root_meta
+        found = True
+        for p in parts:
+            tree = repo.load_dirtree(contents)
+            sub = next(((tc, mc) for n, tc, mc in tree.dirs if n == p), None)
+            if sub is None:
+                if any(n == p for n, _ in tree.files):
+                    return None  # a non-directory there hides everything below
+                found = False
+                break
+            contents, meta = sub
+        if found and path not in strs_metadata(c, MD_IMPLICIT):
+            return repo.load_dirmeta(meta)
+    return None
+
+
+def _inherit_implicit_dirs(repo: Repo, layers: list[str], i: int, root: str, userxattr: bool) -> None:
+    """Directories layer *i* never listed get the mode, owner and xattrs the lower layers gave them.
+
+    The layer commit cannot carry them (it is shared by every image that has the
+    layer, whatever is below it), so the stacked view is fixed up here, as the
+    flattened one is by :func:`pyostree.oci.image.flatten_layers`.
+    """
+    set_owner = os.geteuid() == 0
+    for path in strs_metadata(repo.load_commit(layers[i]), MD_IMPLICIT):
+        dm = _lower_dirmeta(repo, layers[:i], path)
+        if dm is None:
+            continue
+        xattrs = [x for x in dm.xattrs if not obj.xattr_name(x[0]).startswith(b"trusted.overlay.")]
+        if userxattr:
+            xattrs = list(_user_overlay(xattrs))
+        target = os.path.join(root, path.lstrip("/")) if path != "/" else root
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            _set_meta(fd, None, FileInfo(dm.mode, dm.uid, dm.gid, 0, "", xattrs), set_owner)
+        finally:
+            os.close(fd)
+
+
 def _read_state(dest: str) -> dict[str, object] | None:
     try:
         with open(os.path.join(dest, STATE_FILE), "rb") as f:
@@ -279,12 +323,14 @@ def checkout_layers(repo: Repo, ref: str, dest: str, *, mount: bool = False,
         for i, lc in enumerate(layers):
             p = os.path.join(new, str(i))
             j = old_map.pop(lc, None)
-            if j is not None and os.path.isdir(os.path.join(dest, "layers", str(j))):
+            same_stack = j == i and isinstance(old_layers, list) and old_layers[:i + 1] == layers[:i + 1]
+            if j is not None and same_stack and os.path.isdir(os.path.join(dest, "layers", str(j))):
                 os.rename(os.path.join(dest, "layers", str(j)), p)
                 moved.append((p, os.path.join(dest, "layers", str(j))))
                 reused += 1
                 continue
             checkout_tree(repo, lc, p, userxattr=userxattr)
+            _inherit_implicit_dirs(repo, layers, i, p, userxattr)
         if len(layers) < 2:  # a read-only overlay needs two lower dirs
             os.mkdir(os.path.join(new, "empty"), 0o755)
         old = os.path.join(dest, "layers")

@@ -256,6 +256,17 @@ class _Builder:
                 self.implicit.add(path)
         return t
 
+    def _under_non_dir(self, parts: list[str]) -> bool:
+        """Whether an earlier entry of this layer made a component of *parts* a non-directory."""
+        t = self.root
+        for p in parts:
+            if p in t.files:
+                return True
+            if p not in t.subdirs:
+                return False
+            t = t.ensure_dir(p)
+        return False
+
     def _put_file(self, parent: MutableTree, name: str, csum: str) -> None:
         if name in parent.subdirs:
             parent.remove(name)
@@ -281,6 +292,11 @@ class _Builder:
         path = "/" + "/".join(parts)
         if name.startswith((WHITEOUT_PREFIX, SPECIAL_PREFIX)):
             raise self._err(entry, "name reserved for ostree's quoting of whiteouts/special files")
+        if name.startswith(OCI_WHITEOUT) and self._under_non_dir(parts[:-1]):
+            # umoci 0.4.7 writes "d" (now a file) then "d/.wh.x" for what was under the old
+            # directory: the file already hides all of it, so, as umoci and containers/storage
+            # do, the whiteout is a no-op
+            return
         parent = self._parent(entry, parts[:-1])
         if m.isdir():
             if name in parent.files:
