@@ -52,9 +52,17 @@ def _usage() -> str:
 
 def _open(ctx: Context, o: Options) -> Repo:
     if getattr(o, "sysroot", None):
+        import os
+
         from pyostree.store.repo import Repo as _Repo
 
-        return _Repo.open(f"{o.sysroot.rstrip('/')}/ostree/repo")
+        root = o.sysroot.rstrip("/") or "/"
+        repo = _Repo.open(os.path.join(root, "ostree/repo"))
+        # a deployment (it has a /sysroot inside) is a non-physical sysroot: its /etc gets the
+        # remote configs, as ostree_sysroot_is_physical() decides
+        if os.path.lexists(os.path.join(root, "sysroot")):
+            repo.sysroot_dir = root
+        return repo
     return ctx.open_repo()
 
 
