@@ -219,3 +219,28 @@ def test_failed_mount_keeps_a_whole_checkout_and_prints_the_command(tmp_path: Pa
     assert "mount them with:" in res.err and f"lowerdir={deep}/layers/0:{deep}/layers/empty" in res.err
     assert (deep / "layers/0/f").read_bytes() == b"f" and not (deep / "layers.new").exists()
     assert not os.path.ismount(deep / "merged")
+
+
+def test_help_lists_container_and_says_pyostree(py) -> None:
+    """``pyostree --help`` lists ``container``; every usage line, of every (sub)command, says pyostree."""
+    import re
+
+    seen = 0
+
+    def walk(cmd: list[str]) -> None:
+        nonlocal seen
+        r = py(*cmd, "--help")
+        seen += 1
+        assert r.rc == 0, (cmd, r)
+        usage = r.out.split("Usage:\n", 1)[1].splitlines()[0]
+        assert usage.startswith("  pyostree " + " ".join(cmd)), (cmd, usage)
+        block = re.search(r'^Builtin (?:"[^"]*" )?Commands:\n((?:  .*\n)+)', r.out, re.M)
+        for line in (block.group(1).splitlines() if block else []):
+            sub = line.split()[0]
+            if sub != "trivial-httpd":
+                walk([*cmd, sub])
+
+    top = py("--help").out
+    assert re.search(r"^  container +Import, check out", top, re.M)
+    walk([])
+    assert seen > 60

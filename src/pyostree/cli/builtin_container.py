@@ -34,21 +34,20 @@ EXPORT_OPTIONS = [
     QUIET_OPT,
 ]
 USAGE = """Usage:
-  pyostree container SUBCOMMAND [OPTION…]
+  pyostree container [OPTION…] COMMAND
 
-Subcommands:
-  import SOURCE [REF]      Import an image; SOURCE is any skopeo image reference
-                           (docker://HOST/NAME:TAG, containers-storage:[DRIVER@ROOT+RUNROOT]NAME,
-                           oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF|:@N], dir:DIR);
-                           REF defaults to ostree/container/image/<escaped SOURCE>
-  import --check SOURCE|REF  Say whether the source has a newer manifest
-  checkout REF DEST        Check the image's layers out as overlayfs lower dirs (--mount to mount)
-  list                     List imported images (ref, source, digest, date, size)
-  remove REF...            Remove images (their layers stay until prune-layers)
-  prune-layers             Remove layers no image uses, and the objects nothing references
-  export REF DEST          Write a commit or an imported image as an OCI image to DEST
-                           (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, docker://...,
-                           containers-storage:...)
+Import, check out, list, remove and export container images
+
+Builtin "container" Commands:
+  import         Import an image from any skopeo source (docker://, containers-storage:, oci:, ...)
+  checkout       Check an image's layers out as overlayfs lower dirs (--mount to mount them)
+  list           List imported images (ref, source, digest, date, size)
+  remove         Remove imported images (their layers stay until prune-layers)
+  prune-layers   Remove layers no image uses, and the objects nothing references
+  export         Write a commit or an imported image as an OCI image to any skopeo destination
+
+Help Options:
+  -h, --help     Show help options
 """
 
 
@@ -58,7 +57,10 @@ def _open(ctx: Context) -> Repo:
 
 def _import(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, IMPORT_OPTIONS, "container import [OPTION…] SOURCE [REF]",
-                    "Import a container image into REF")
+                    "Import a container image into REF (default: ostree/container/image/<escaped SOURCE>).\n"
+                    "SOURCE is any skopeo image reference: docker://HOST/NAME:TAG,\n"
+                    "containers-storage:[DRIVER@ROOT+RUNROOT]NAME, oci:DIR[:TAG], oci-archive:FILE[:TAG],\n"
+                    "docker-archive:FILE[:REF|:@N], dir:DIR, ...  With --check, SOURCE may be an image REF.")
     from pyostree.oci import import_image
     from pyostree.oci.source import Platform
 
@@ -178,7 +180,9 @@ def _prune_layers(ctx: Context, argv: list[str]) -> int:
 
 def _export(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, EXPORT_OPTIONS, "container export [OPTION…] REF DEST",
-                    "Write a commit or an imported image as an OCI image")
+                    "Write a commit or an imported image as an OCI image to DEST: oci:DIR[:TAG],\n"
+                    "oci-archive:FILE[:TAG], docker-archive:FILE[:REF], docker://HOST/NAME:TAG,\n"
+                    "containers-storage:[DRIVER@ROOT+RUNROOT]NAME or any other skopeo destination")
     if len(args) != 2:
         raise usage_error("REF and DEST must be specified")
     from pyostree.oci.export import ExportOptions, export_image
@@ -210,11 +214,11 @@ def run(ctx: Context, argv: list[str]) -> int:
             print(USAGE)
             return 0
         sys.stderr.write(USAGE)
-        raise OstreeError("No subcommand specified")
+        raise OstreeError('No "container" subcommand specified')
     rest = list(argv)
     rest.remove(sub)
     fn = SUBCOMMANDS.get(sub)
     if fn is None:
         sys.stderr.write(USAGE)
-        raise OstreeError(f"Unknown subcommand '{sub}'")
+        raise OstreeError(f"Unknown \"container\" subcommand '{sub}'")
     return fn(ctx, rest)
