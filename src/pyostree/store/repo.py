@@ -52,7 +52,10 @@ from pyostree.store.transaction import (
     _AsyncWriter,
     _RepoLock,
     _Transaction,
+    cleanup_tmpdir,
+    lock_tmpdir,
     publish_staged,
+    unlock_tmpdir,
 )
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
@@ -137,6 +140,7 @@ class Repo:
         self._tmp_dfd: int | None = None
         self._staging_dfd: int | None = None
         self._staging_name: str | None = None
+        self._staging_lock_fd: int | None = None
         self._staged: set[str] = set()
         self._staged_dirs: set[str] = set()
         self._writer: _AsyncWriter | None = None
@@ -466,6 +470,9 @@ class Repo:
             pass
         self._tmp_dfd = self._open_dir("tmp")
         name = f"staging-{boot_id()}-{random_token(6)}"
+        # lock first, then create: a staging dir that exists is always either locked by its
+        # transaction or stale (libostree's _ostree_repo_try_lock_tmpdir protocol, shared with it)
+        self._staging_lock_fd = lock_tmpdir(self._tmp_dfd, name)
         os.mkdir(name, 0o755, dir_fd=self._tmp_dfd)
         self._staging_name = name
         self._staging_dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._tmp_dfd)
@@ -500,17 +507,26 @@ class Repo:
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
-        rm_rf_at(self._tmp_dfd, self._staging_name)
-        if self._staging_dfd is not None:
-            os.close(self._staging_dfd)
-        os.close(self._tmp_dfd)
-        self._staging_dfd = None
-        self._tmp_dfd = None
-        self._staging_name = None
-        self._staged.clear()
-        self._staged_dirs.clear()
-        self.txn_refs = {}
-        self._lock_shared_for_txn.__exit__(None, None, None)
+        tmp_dfd = self._tmp_dfd
+        try:
+            rm_rf_at(tmp_dfd, self._staging_name)
+        finally:
+            if self._staging_dfd is not None:
+                os.close(self._staging_dfd)
+            self._release_staging_lock()
+            self._staging_dfd = None
+            self._tmp_dfd = None
+            self._staging_name = None
+            self._staged.clear()
+            self._staged_dirs.clear()
+            self.txn_refs = {}
+            self._lock_shared_for_txn.__exit__(None, None, None)
+        try:
+            cleanup_tmpdir(tmp_dfd)  # other boots' and crashed writers' staging dirs
+        except OSError as e:
+            raise os_error(e, "tmpdir cleanup") from None
+        finally:
+            os.close(tmp_dfd)
 
     def _abandon_transaction(self) -> None:
         """Leave the staging dir behind, as ostree does for debugging (OSTREE_REPO_TEST_ERROR)."""
@@ -518,9 +534,16 @@ class Repo:
             os.close(self._staging_dfd)
         self._staging_dfd = None
         if self._tmp_dfd is not None:
+            self._release_staging_lock()
             os.close(self._tmp_dfd)
             self._tmp_dfd = None
         self._lock_shared_for_txn.__exit__(None, None, None)
+
+    def _release_staging_lock(self) -> None:
+        if self._staging_lock_fd is not None:
+            assert self._tmp_dfd is not None and self._staging_name is not None
+            unlock_tmpdir(self._tmp_dfd, self._staging_name, self._staging_lock_fd)
+            self._staging_lock_fd = None
 
     def transaction(self) -> _Transaction:
         """``with repo.transaction():`` commits on success, aborts on error."""
@@ -805,4 +828,3 @@ def _chunks(data: bytes | None, src_fd: int | None) -> Iterator[bytes]:
             return
         off += len(chunk)
         yield chunk
-

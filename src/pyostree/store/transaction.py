@@ -10,8 +10,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import struct
 from collections.abc import Callable
+
+from pyostree.store.files import rm_rf_at
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
@@ -87,19 +90,23 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.repo.commit_transaction()
+            try:
+                self.repo.commit_transaction()
+            except BaseException:
+                self._fail()
+                raise
         else:
-            # leave the staging dir as ostree does for debugging only when the test hook asks
-            if os.environ.get("OSTREE_REPO_TEST_ERROR"):
-                self.repo._abandon_transaction()
-            else:
-                self.repo.abort_transaction()
+            self._fail()
+
+    def _fail(self) -> None:
+        # leave the staging dir as ostree does for debugging only when the test hook asks
+        if os.environ.get("OSTREE_REPO_TEST_ERROR"):
+            self.repo._abandon_transaction()
+        else:
+            self.repo.abort_transaction()
 
 
-_FLOCK = "hhxxxxqqi4x"
-
-
-_FLOCK = "hhxxxxqqi4x"
+_FLOCK = "hhxxxxqqi4x"  # struct flock on Linux x86-64/aarch64
 
 
 class _RepoLock:
@@ -175,3 +182,71 @@ class _AsyncWriter:
         self._queue.clear()
         self._pending.clear()
 
+
+# ---------------------------------------------------------------------------
+# tmp/ housekeeping, as libostree's cleanup_tmpdir
+
+_TMP_EXPIRY_SECONDS = 24 * 60 * 60
+
+
+def lock_tmpdir(tmp_dfd: int, name: str, *, wait: bool = True) -> int | None:
+    """Lock ``NAME-lock`` beside a staging dir; None when another process holds it (no wait)."""
+    fd = os.open(f"{name}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=tmp_dfd)
+    try:
+        # an open-file-description write lock, as glnx_make_lock_file takes (flock(2) locks
+        # would not conflict with libostree's)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK,
+                    struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlock_tmpdir(tmp_dfd: int, name: str, fd: int) -> None:
+    """Remove the lock file while still holding it (as glnx_release_lock_file), then let it go."""
+    try:
+        os.unlink(f"{name}-lock", dir_fd=tmp_dfd)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def cleanup_tmpdir(tmp_dfd: int) -> None:
+    """After a transaction: remove staging dirs no transaction holds (other boots' and crashed
+    ones), and other entries of ``tmp/`` older than a day; ``cache`` stays.
+
+    libostree keeps an unlocked staging dir of the current boot for a later transaction to reuse;
+    pyostree starts each transaction in a fresh dir, so such a dir is only left-over and goes too.
+    """
+    import time
+
+    now = time.time()
+    for entry in os.scandir(tmp_dfd):
+        name = entry.name
+        if name == "cache":
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # another cleanup won
+        if name.startswith("staging-") and stat.S_ISDIR(st.st_mode):
+            fd = lock_tmpdir(tmp_dfd, name, wait=False)
+            if fd is None:
+                continue  # a live transaction (ours or another process's)
+            try:
+                rm_rf_at(tmp_dfd, name)
+            finally:
+                unlock_tmpdir(tmp_dfd, name, fd)
+            continue
+        if name.startswith("staging-") and name.endswith("-lock"):
+            continue  # a live transaction's lock, or removed with its dir
+        if st.st_mtime > now or now - st.st_mtime <= _TMP_EXPIRY_SECONDS:
+            continue
+        rm_rf_at(tmp_dfd, name)
