@@ -244,3 +244,48 @@ def test_help_lists_container_and_says_pyostree(py) -> None:
     assert re.search(r"^  container +Import, check out", top, re.M)
     walk([])
     assert seen > 60
+
+
+def _run_with_tty_stderr(args: list[str]) -> tuple[int, str]:
+    import pty
+    import sys
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "pyostree", *args], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        p.wait(timeout=120)
+    finally:
+        os.close(master)
+    return p.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_on_a_terminal_only(tmp_path: Path, py) -> None:
+    layers = [make_tar([entry("d/", tarfile.DIRTYPE, mode=0o755)]
+                       + [entry(f"d/f{j}-{i}", data=os.urandom(100)) for j in range(50)]) for i in range(2)]
+    build_layout(tmp_path / "img", [(t, "gzip") for t in layers], tag="t")
+    r = tmp_path / "r"
+    py("init", f"--repo={r}", "--mode=bare")
+    rc, err = _run_with_tty_stderr([f"--repo={r}", "container", "import", f"oci:{tmp_path}/img:t", "a"])
+    assert rc == 0
+    lines = [ln.rsplit("\r", 1)[-1] for ln in err.replace("\r\n", "\n").split("\n") if ln.strip()]
+    assert lines, repr(err)
+    assert lines[0].startswith("Layer 1/2: ") and " 51 entries, " in lines[0] and " MB/s" in lines[0]
+    assert lines[1].startswith("Layer 2/2: ") and " 51 entries, " in lines[1]
+    py(f"--repo={r}", "container", "remove", "a")
+    py(f"--repo={r}", "container", "prune-layers")
+    rc, err = _run_with_tty_stderr([f"--repo={r}", "container", "import", "--quiet", f"oci:{tmp_path}/img:t", "a"])
+    assert rc == 0 and err == ""
+    py(f"--repo={r}", "container", "remove", "a")
+    py(f"--repo={r}", "container", "prune-layers")
+    assert py(f"--repo={r}", "container", "import", f"oci:{tmp_path}/img:t", "a").err == ""  # not a tty
