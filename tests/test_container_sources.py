@@ -42,6 +42,15 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
     return cp.stdout
 
 
+REGISTRY_LOG: dict[str, Path] = {}
+
+
+def _blob_gets(host: str, digest: str) -> int:
+    """GET requests the registry answered for blob *digest* (its info-level log)."""
+    return sum(1 for ln in REGISTRY_LOG[host].read_text().splitlines()
+               if "response completed" in ln and 'http.request.method=GET' in ln and f"blobs/{digest}" in ln)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,10 +63,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     d = tmp_path_factory.mktemp("registry")
     port = _free_port()
     (d / "config.yml").write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
         f"    rootdirectory: {d}/data\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n")
     host = f"127.0.0.1:{port}"
+    REGISTRY_LOG[host] = d / "log"
     (d / "registries.conf").write_text(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n')
     log = open(d / "log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(["docker-registry", "serve", str(d / "config.yml")], stdout=log, stderr=log)
@@ -216,3 +226,32 @@ def test_platforms(tmp_path: Path, py, registry: str) -> None:
         assert "none" not in py(f"--repo={r}", "refs").out.split()
         res = py(f"--repo={r}", "container", "import", "--platform=linux", src, "none", check=False)
         assert res.rc == 1 and "expected OS/ARCH[/VARIANT]" in res.err
+
+
+def test_registry_update_fetches_only_new_layers(tmp_path: Path, py, registry: str) -> None:
+    l0, l1, l2 = _base_layers()
+    v1 = build_layout(tmp_path / "img", [(l0, "gzip"), (l1, "gzip")], tag="v1")
+    build_layout(tmp_path / "img", [(l0, "gzip"), (l2, "gzip")], tag="v2")
+    r = tmp_path / "r"
+    py("init", f"--repo={r}", "--mode=bare")
+    py(f"--repo={r}", "container", "import", f"oci:{tmp_path}/img:v2", "want")
+    r2 = tmp_path / "r2"
+    py("init", f"--repo={r2}", "--mode=bare")
+    src = f"docker://{registry}/test/upd:latest"
+    push = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    _run(*push, f"oci:{tmp_path}/img:v1", src)
+    assert "(2 new, 0 already present)" in py(f"--repo={r2}", "container", "import", src, "app").out
+    assert "up to date" in py(f"--repo={r2}", "container", "import", "--check", "app").out
+    _run(*push, f"oci:{tmp_path}/img:v2", src)  # a new version under the same tag
+    out = py(f"--repo={r2}", "container", "import", "--check", "app").out
+    assert "newer manifest" in out
+    base_blob = v1["manifest"]["layers"][0]["digest"]
+    gets = _blob_gets(registry, base_blob)
+    assert gets >= 1  # fetched once by the first import
+    assert "(1 new, 1 already present)" in py(f"--repo={r2}", "container", "import", src, "app").out
+    assert _blob_gets(registry, base_blob) == gets  # the layer the repo had was not fetched again
+    a = Repo.open(str(r))
+    b = Repo.open(str(r2))
+    ca, cb = a.load_commit(a.resolve_rev("want") or ""), b.load_commit(b.resolve_rev("app") or "")
+    assert (ca.root_contents, ca.root_meta) == (cb.root_contents, cb.root_meta)
+    assert "up to date" in py(f"--repo={r2}", "container", "import", "--check", "app").out

@@ -177,7 +177,7 @@ def import_image(repo: Repo, source: str | ImageSource, ref: str | None = None, 
             if same is not None:
                 return same
         src, source_digest = open_any(source, os.path.join(repo.path, "tmp"), platform=plat, quiet=quiet,
-                                      info=info)
+                                      info=info, have=lambda d: _existing_layer(repo, d) is not None)
     else:
         src = source
     progress = Progress() if not quiet and sys.stderr.isatty() else None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,12 @@ from pyostree.oci.source import (
     select_platform,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 NATIVE = ("oci", "oci-archive")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 INSPECT_TIMEOUT = 300
 COPY_TIMEOUT = 6 * 3600
 
@@ -140,12 +146,58 @@ def skopeo_copy(src: str, dest: str, *, platform: Platform | None = None, quiet:
     run_skopeo(args, f"Copying {src} to {dest}", timeout + 60, capture=quiet)
 
 
+def _prefill_known_layers(info: SourceInfo, layout: str, have: Callable[[str], bool]) -> int:
+    """Let skopeo skip the registry layers the repository already has; returns how many.
+
+    skopeo copy does not fetch a blob the destination OCI layout already has (it
+    checks that the file exists).  For every layer whose diff_id (from the
+    config, ``skopeo inspect --config --raw``) is already a layer commit, an empty
+    placeholder is put at its blob path: the importer never opens the blob of a
+    layer it has, so the placeholder is never read.  Everything else (manifest,
+    config, new layers) is fetched and verified as usual.
+    """
+    try:
+        raw = info.raw
+        doc = json.loads(raw)
+        if isinstance(doc, dict) and "manifests" in doc and "layers" not in doc:
+            raw = run_skopeo(["--command-timeout", f"{INSPECT_TIMEOUT}s", "inspect", "--raw", info.copy_spec],
+                             f"Inspecting {info.copy_spec}", INSPECT_TIMEOUT + 30)
+            doc = json.loads(raw)
+        cfg = json.loads(run_skopeo(["--command-timeout", f"{INSPECT_TIMEOUT}s", "inspect", "--config", "--raw",
+                                     info.copy_spec], f"Inspecting {info.copy_spec}", INSPECT_TIMEOUT + 30))
+        layers = doc.get("layers") if isinstance(doc, dict) else None
+        rootfs = cfg.get("rootfs") if isinstance(cfg, dict) else None
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    except (ValueError, OstreeError):
+        return 0
+    if not isinstance(layers, list) or not isinstance(diff_ids, list) or len(layers) != len(diff_ids):
+        return 0
+    n = 0
+    blobs = os.path.join(layout, "blobs", "sha256")
+    for desc, diff_id in zip(layers, diff_ids, strict=True):
+        digest = desc.get("digest") if isinstance(desc, dict) else None
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest) or not isinstance(diff_id, str):
+            continue
+        if not _DIGEST.fullmatch(diff_id) or not have(diff_id):
+            continue
+        os.makedirs(blobs, exist_ok=True)
+        with open(os.path.join(blobs, digest[7:]), "wb"):
+            pass
+        n += 1
+    if n:
+        with open(os.path.join(layout, "oci-layout"), "w") as f:
+            f.write('{"imageLayoutVersion":"1.0.0"}')
+    return n
+
+
 def open_any(spec: str, tmp_parent: str, *, platform: Platform | None = None,
-             quiet: bool = True, info: SourceInfo | None = None) -> tuple[ImageSource, str | None]:
+             quiet: bool = True, info: SourceInfo | None = None,
+             have: Callable[[str], bool] | None = None) -> tuple[ImageSource, str | None]:
     """Open *spec*; returns (source, digest of the source's manifest as skopeo sees it, or None).
 
     A non-native source is copied to a temporary OCI layout under *tmp_parent*,
-    removed by the returned source's ``close()``.
+    removed by the returned source's ``close()``.  *have(diff_id)* says whether
+    the repository already has a layer: from registries those are not fetched.
     """
     if is_native(spec):
         return open_image(spec, platform=platform), None
@@ -159,7 +211,14 @@ def open_any(spec: str, tmp_parent: str, *, platform: Platform | None = None,
     try:
         layout = os.path.join(tmp, "layout")
         quiet = quiet or not sys.stderr.isatty()
-        skopeo_copy(info.copy_spec, f"oci:{layout}:image", platform=info.platform, quiet=quiet)
+        known = _prefill_known_layers(info, layout, have) if have is not None and transport == "docker" else 0
+        try:
+            skopeo_copy(info.copy_spec, f"oci:{layout}:image", platform=info.platform, quiet=quiet)
+        except OstreeError:
+            if not known:
+                raise
+            shutil.rmtree(layout, ignore_errors=True)  # a skopeo that refuses the placeholders: fetch all
+            skopeo_copy(info.copy_spec, f"oci:{layout}:image", platform=info.platform, quiet=quiet)
         src = open_image(f"oci:{layout}:image")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
