@@ -632,6 +632,10 @@ class Bench:
                 self.results.append(measure(tree.name, op, self.tools, a.reps, a.warmup, True))
             if not a.keep:
                 rm_rf(wdir)
+        if not a.quick or any(o.startswith("container") for o in a.ops or []):
+            import container_bench  # the container rows (bench/container_bench.py)
+
+            self.results += container_bench.results(sys.modules[__name__], self)
         try:
             for op in self.startup_ops():
                 self.results.append(measure("-", op, self.tools, max(a.reps, 5), a.warmup, True))

@@ -149,7 +149,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     if o.fsync is not None and not _parse_bool(o.fsync):
         repo.disable_fsync = True
     if not args:
-        sys.stderr.write(f"Usage:\n  ostree {USAGE}\n\n{SUMMARY}\n\n")
+        sys.stderr.write(f"Usage:\n  pyostree {USAGE}\n\n{SUMMARY}\n\n")
         raise OstreeError("COMMIT must be specified")
     if o.from_stdin or o.from_file is not None:
         destination = args[0]

@@ -174,7 +174,7 @@ def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "")
 
 def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
     """The ``--help`` text, laid out like GOption's."""
-    out = [f"Usage:\n  ostree {usage}", ""]
+    out = [f"Usage:\n  pyostree {usage}", ""]
     if summary:
         out += [summary, ""]
     rows: list[tuple[str, str]] = []
