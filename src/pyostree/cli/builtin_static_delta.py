@@ -180,7 +180,8 @@ def _cmd_generate(ctx: Context, argv: list[str]) -> int:
         stats = deltas.generate(repo, from_resolved, to_resolved, opts)
     # ostree's generate always runs verbose; these go to stderr as there
     sys.stderr.write(f"uncompressed={stats.uncompressed} compressed={stats.compressed} loose={stats.loose}\n"
-                     f"rollsum=0 objects, 0 bytes\nbsdiff={stats.n_bsdiff} objects\n")
+                     f"rollsum={stats.n_rollsum} objects, {stats.rollsum_size} bytes\n"
+                     f"bsdiff={stats.n_bsdiff} objects\n")
     return 0
 
 
