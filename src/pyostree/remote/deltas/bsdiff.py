@@ -32,49 +32,60 @@ if TYPE_CHECKING:
 _CMP_CHUNK = 64
 
 
+def _prefix_keys(data: bytes, width: int) -> npt.NDArray[np.uint64]:
+    """For each position, its next *width* (<= 8) bytes as a big-endian integer, zero padded."""
+    import numpy as np
+
+    n = len(data)
+    pad = np.zeros(n + width, dtype=np.uint64)
+    pad[:n] = np.frombuffer(data, dtype=np.uint8)
+    key = np.zeros(n, dtype=np.uint64)
+    for j in range(width):
+        key |= pad[j:j + n] << np.uint64(8 * (width - 1 - j))
+    return key
+
+
 def suffix_array(data: bytes) -> IntArray:
     """The suffix array of *data* with the empty suffix first (``len(data) + 1`` entries).
 
-    Prefix doubling: ranks start from the first four bytes (with the suffix
-    length breaking ties of zero padding), and each round sorts only the
-    suffixes whose group still holds more than one, by (rank of i, rank of i + k).
+    Prefix doubling: ranks start from the first seven bytes (the suffix length
+    breaks the ties of zero padding), and each round sorts only the suffixes
+    whose group still holds more than one, by (rank of i, rank of i + k).
+    A suffix's rank is the index in the array where its group starts.
     """
     import numpy as np
 
     n = len(data)
-    a = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
-    pad = np.concatenate([a, np.zeros(3, dtype=np.uint64)])
-    w = (pad[0:n] << np.uint64(24)) | (pad[1:n + 1] << np.uint64(16)) | (pad[2:n + 2] << np.uint64(8)) | pad[3:n + 3]
-    length = np.minimum(np.arange(n, 0, -1, dtype=np.uint64), np.uint64(4))
-    key = np.empty(n + 1, dtype=np.uint64)
-    key[:n] = w * np.uint64(5) + length
-    key[n] = 0
-    sa = np.argsort(key).astype(np.int64)  # ties share a group and are refined later
+    width = 7
+    key = np.zeros(n + 1, dtype=np.uint64)
+    key[:n] = (_prefix_keys(data, width) << np.uint64(3)) | np.minimum(
+        np.arange(n, 0, -1, dtype=np.uint64), np.uint64(width))
+    sa = np.argsort(key).astype(np.int64)  # ties share a group and are refined below
     sk = key[sa]
     first = np.empty(n + 1, dtype=bool)
     first[0] = True
     first[1:] = sk[1:] != sk[:-1]
     positions = np.arange(n + 1, dtype=np.int64)
-    # rank of a suffix: the index in sa where its group starts
     rank = np.empty(n + 1, dtype=np.int64)
     rank[sa] = np.maximum.accumulate(np.where(first, positions, 0))
-    k = 4
+    idx = positions
+    k = width
     while True:
-        rs = rank[sa]
+        # entries of the array whose group still holds more than one suffix
+        rs = rank[sa[idx]]
         same = rs[1:] == rs[:-1]
-        shared = np.zeros(n + 1, dtype=bool)
+        shared = np.zeros(idx.size, dtype=bool)
         shared[1:] |= same
         shared[:-1] |= same
-        idx = np.flatnonzero(shared)
+        idx = idx[shared]
         if idx.size == 0:
             break
         items = sa[idx]
-        primary = rank[items]
         nxt = items + k
         second = np.full(items.size, -1, dtype=np.int64)
         inside = nxt <= n
         second[inside] = rank[nxt[inside]]
-        pair = primary * (n + 2) + (second + 1)
+        pair = rank[items] * (n + 2) + (second + 1)
         order = np.argsort(pair)
         items = items[order]
         pair = pair[order]
@@ -133,19 +144,39 @@ def _less(old: bytes, oi: int, new: bytes, ni: int) -> bool:
 
 
 class _Searcher:
+    """bsdiff's bisection over the suffix array, each step deciding on the
+    first eight bytes as integers where both sides have them."""
+
     def __init__(self, old: bytes, sa: IntArray) -> None:
         import array
 
+        import numpy as np
+
         self.old = old
         self.sa = array.array("q", sa.tobytes())
+        keys = np.zeros(len(old) + 1, dtype=np.uint64)
+        keys[:len(old)] = _prefix_keys(old, 8)
+        self.keys = array.array("Q", keys[sa].tobytes())
 
     def search(self, new: bytes, scan: int) -> tuple[int, int]:
-        """(match length, position in old): bsdiff's bisection over the suffix array."""
-        old, sa = self.old, self.sa
-        st, en = 0, len(old)
+        """(match length, position in old)."""
+        old, sa, keys = self.old, self.sa, self.keys
+        oldsize = len(old)
+        long_query = len(new) - scan >= 8
+        q = int.from_bytes(new[scan:scan + 8], "big") if long_query else 0
+        st, en = 0, oldsize
         while en - st >= 2:
             x = st + (en - st) // 2
-            if _less(old, sa[x], new, scan):
+            ox = sa[x]
+            if long_query and oldsize - ox >= 8:
+                kx = keys[x]
+                if kx != q:
+                    less = kx < q
+                else:
+                    less = _less(old, ox + 8, new, scan + 8)
+            else:
+                less = _less(old, ox, new, scan)
+            if less:
                 st = x
             else:
                 en = x
