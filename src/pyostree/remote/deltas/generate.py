@@ -40,7 +40,8 @@ from pyostree.store.repo import Repo
 class GenerateOptions(Record):
     def __init__(self, max_chunk_size: int = 32, min_fallback_size: int = 4, inline: bool = False,
                  filename: str | None = None, endianness: str | None = None, bsdiff: bool = True,
-                 max_bsdiff_size: int = 128, metadata: list[tuple[str, Variant]] | None = None) -> None:
+                 max_bsdiff_size: int = 128, metadata: list[tuple[str, Variant]] | None = None,
+                 sign_type: str = "ed25519", sign_keys: list[str] | None = None) -> None:
         self.max_chunk_size = max_chunk_size
         """Megabytes (10^6 bytes) per part."""
         self.min_fallback_size = min_fallback_size
@@ -54,6 +55,9 @@ class GenerateOptions(Record):
         self.max_bsdiff_size = max_bsdiff_size
         """Megabytes: pairs whose summed size exceed this are sent whole."""
         self.metadata: list[tuple[str, Variant]] = metadata if metadata is not None else []
+        self.sign_type = sign_type
+        self.sign_keys: list[str] = sign_keys if sign_keys is not None else []
+        """Secret keys: the superblock is signed with each (``--sign``, ``--keys-file``)."""
 
 
 
@@ -195,6 +199,10 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
             ("a" + META_ENTRY_TYPE, _raw_array(headers, 8)),
             ("a" + FALLBACK_TYPE, _raw_array(fb_ser, 8)),
         ])
+        if opts.sign_keys:
+            from pyostree.remote.deltas.signing import sign_superblock
+
+            sb = sign_superblock(sb, opts.sign_type, opts.sign_keys)
         _write_atomic(dfd, sb_name, sb)
     finally:
         os.close(dfd)
