@@ -46,7 +46,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
-    from pyostree.remote.fetcher import Fetcher
+    from pyostree.remote.fetcher import Fetcher, FetchPolicy
 
 DEFAULT_RETRIES = 5  # ostree's default for --network-retries
 _MAX_SUMMARY_SIZE = 50 * 1024 * 1024
@@ -64,7 +64,8 @@ class PullOptions(Record):
                  http_trusted: bool = False, require_static_deltas: bool = False,
                  disable_static_deltas: bool = False, timeout: float = 30.0,
                  http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
-                 gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None) -> None:
+                 gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None,
+                 low_speed_limit: int = 1000, low_speed_time: int = 30, retry_all: bool = True) -> None:
         self.url = url
         """Use this URL instead of the remote's configured one."""
         self.commit_only = commit_only
@@ -87,6 +88,19 @@ class PullOptions(Record):
         self.gpg_verify_summary = gpg_verify_summary
         self.sign_verifiers = sign_verifiers
         """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
+        self.low_speed_limit = low_speed_limit
+        """Bytes per second below which a transfer is ended (``--low-speed-limit-bytes``; 0: none)."""
+        self.low_speed_time = low_speed_time
+        """Seconds the speed may stay below the limit (``--low-speed-time-seconds``)."""
+        self.retry_all = retry_all
+        """Retry failed requests (``--disable-retry-on-network-errors`` turns it off)."""
+
+    def fetch_policy(self) -> FetchPolicy:
+        from pyostree.remote.fetcher import FetchPolicy
+
+        return FetchPolicy(retries=self.network_retries, retry_all=self.retry_all,
+                           low_speed_limit=self.low_speed_limit, low_speed_time=self.low_speed_time,
+                           timeout=self.timeout)
 
 
 
@@ -211,9 +225,8 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
 
     content_fetcher = None
     if contenturl is not None and contenturl.rstrip("/") != url.rstrip("/"):
-        content_fetcher = Fetcher(contenturl, retries=opts.network_retries, timeout=opts.timeout,
-                                  headers=opts.http_headers)
-    return _run(repo, Fetcher(url, retries=opts.network_retries, timeout=opts.timeout, headers=opts.http_headers),
+        content_fetcher = Fetcher(contenturl, policy=opts.fetch_policy(), headers=opts.http_headers)
+    return _run(repo, Fetcher(url, policy=opts.fetch_policy(), headers=opts.http_headers),
                 None, opts, remote_name, names, content_fetcher)
 
 
@@ -254,6 +267,27 @@ def _compare_timestamps(current_rev: str, current_ts: int, new_rev: str, new_ts:
         f"Upgrade target revision '{new_rev}' with timestamp '{_fmt_c(new_ts)}' "
         f"is chronologically older than current revision '{current_rev}' with timestamp "
         f"'{_fmt_c(current_ts)}'; use --allow-downgrade to permit")
+
+
+def _filez_bound(head: bytes) -> int | None:
+    """The most bytes a ``.filez`` can take, from its header: the deflate bound of its size.
+
+    None while *head* is too short; a header that can't be valid bounds the
+    body to what came already (it is refused when it is verified).
+    """
+    if len(head) < 8:
+        return None
+    n: int = struct.unpack(">I", head[:4])[0]
+    if n > obj.MAX_METADATA_SIZE:
+        return len(head)
+    if 8 + n > len(head):
+        return None
+    try:
+        info = obj.parse_zlib_file_header(head[8:8 + n], "header")
+    except OstreeError:
+        return len(head)
+    size = int(info.size)
+    return 8 + n + size + (size >> 12) + (size >> 14) + (size >> 25) + 64
 
 
 class _Target(Record):
@@ -653,7 +687,7 @@ class _HttpPuller:
             return
         for csum, data in (self.content_fetcher or self.fetcher).fetch_many(
                 missing, lambda c: obj.object_relpath(c, ObjectType.FILE, archive=True),
-                max_size=_MAX_CONTENT_SIZE, spool_dir=f"/proc/self/fd/{dest.dfd}/tmp"):
+                max_size=_MAX_CONTENT_SIZE, spool_dir=f"/proc/self/fd/{dest.dfd}/tmp", size_bound=_filez_bound):
             assert data is not None
             if isinstance(data, bytes):
                 self._store_filez(csum, data)
