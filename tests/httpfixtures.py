@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import socket
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -224,3 +226,81 @@ def _other_file(path: Path) -> Path:
         if p != path:
             return p
     raise AssertionError(f"no other {path.suffix} file near {path}")
+
+
+NGINX = "/usr/sbin/nginx"
+
+
+class Nginx:
+    """nginx (Debian's nginx-light) serving *root* on a free loopback port, stopped by :meth:`close`."""
+
+    def __init__(self, root: Path, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (workdir / d).mkdir(exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = workdir / "nginx.conf"
+        conf.write_text(f"""{user}worker_processes 2;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log;
+events {{ worker_connections 512; }}
+http {{
+  access_log {workdir}/access.log;
+  client_body_temp_path {workdir}/body;
+  proxy_temp_path {workdir}/proxy;
+  fastcgi_temp_path {workdir}/fastcgi;
+  uwsgi_temp_path {workdir}/uwsgi;
+  scgi_temp_path {workdir}/scgi;
+  default_type application/octet-stream;
+  sendfile on;
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {root};
+    location / {{ }}
+  }}
+}}
+""")
+        self.workdir = workdir
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(workdir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self.close()
+                    raise RuntimeError(f"nginx did not start: {err}") from None
+                time.sleep(0.05)
+
+    def requests(self) -> list[str]:
+        """Request lines of the access log (``GET /path HTTP/1.1``)."""
+        log = self.workdir / "access.log"
+        if not log.exists():
+            return []
+        return [line.split('"')[1] for line in log.read_text().splitlines() if line.count('"') >= 2]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def __enter__(self) -> Nginx:
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        self.close()
