@@ -366,3 +366,16 @@ def test_remote_refs_summary_and_gpg_import(py: Run, c: Run, repos: dict[str, Pa
         outs.append(got)
     assert outs[0] == outs[1]
     assert outs[1][0] == "src:main\nsrc:other/x\n"
+
+
+def test_flag_with_value_as_goption(tmp_path: Path, py: Callable[..., Result], c: Callable[..., Result]) -> None:
+    """GOption sets a no-argument flag given as --flag=VALUE and ignores the value; so do we."""
+    for tool in (py, c):
+        repo = tmp_path / f"repo-{tool is py}"
+        tool("init", f"--repo={repo}", "--mode=archive")
+        tree = tmp_path / "t"
+        tree.mkdir(exist_ok=True)
+        (tree / "f").write_text("x")
+        out = tool(f"--repo={repo}", "commit", "-b", "main", "--no-xattrs=false", "--tree=dir=" + str(tree))
+        assert len(out.out.strip()) == 64
+        assert "f" in tool(f"--repo={repo}", "ls", "main", "--nul-filenames-only=yes").out

@@ -592,3 +592,28 @@ def test_symlink_in_lower_layer_never_followed(tmp_path: Path) -> None:
     assert (tmp_path / "co/layers/1/etc/evil").read_bytes() == b"x"
     assert (tmp_path / "flat/etc").is_dir() and not (tmp_path / "flat/etc").is_symlink()
     assert (tmp_path / "flat/lnk").is_symlink()
+
+
+@needs_umoci
+def test_umoci_insert_layer_without_tar_trailer(tmp_path: Path) -> None:
+    """``umoci insert`` writes a layer whose tar stream stops right after the last file's data (no
+    padding, no end-of-archive blocks); umoci unpack and containers/storage accept it, so must we."""
+    os.makedirs(tmp_path / "content" / "etc")
+    (tmp_path / "content" / "etc" / "motd").write_text("hi\n")
+    for cmd in (["init", "--layout", "img"], ["new", "--image", "img:latest"],
+                ["insert", "--rootless", "--image", "img:latest", "content", "/"],
+                ["unpack", "--rootless", "--image", "img:latest", "bundle"]):
+        subprocess.run(["umoci", *cmd], cwd=tmp_path, check=True, capture_output=True)
+    layers = [p for p in (tmp_path / "img" / "blobs" / "sha256").iterdir()
+              if p.read_bytes()[:2] == b"\x1f\x8b"]
+    assert len(layers) == 1
+    raw = gzip.decompress(layers[0].read_bytes())
+    assert len(raw) % 512 != 0  # the case: the stream really ends inside a block
+    repo = Repo.create(str(tmp_path / "repo"), RepoMode.BARE)
+    res = import_image(repo, f"oci:{tmp_path}/img:latest", "app")
+    assert len(res.layer_commits) == 1
+    out = tmp_path / "out"
+    from pyostree.oci import checkout_tree
+
+    checkout_tree(repo, "app", str(out))
+    assert (out / "etc" / "motd").read_text() == (tmp_path / "bundle" / "rootfs" / "etc" / "motd").read_text()

@@ -7,7 +7,6 @@ import os
 from pyostree.cli.main import Context
 from pyostree.cli.options import FLAG, STRING, Opt, Options, parse
 from pyostree.errors import OstreeError
-from pyostree.remote.remotes import list_collection_refs
 from pyostree.store import refs as refsmod
 from pyostree.store.reflist import (
     list_refs_ext,
@@ -32,6 +31,8 @@ def _existing(repo: Repo, refspec: str) -> str | None:
 
 
 def _do_collections(repo: Repo, o: Options, prefix: str | None) -> None:
+    from pyostree.remote.remotes import list_collection_refs  # reads remote config: only here
+
     found = list_collection_refs(repo, None if o.create else prefix)
     if not o.delete and not o.create:
         for cid, name in sorted(found):

@@ -98,9 +98,9 @@ def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "")
             if o is None:
                 raise OstreeError(f"Unknown option --{name}")
             if o.kind == FLAG:
-                if eq and not o.optional_value:
-                    raise OstreeError(f"Option --{name} does not take a value")
-                store(o, value if eq else None, a)
+                # GOption (G_OPTION_ARG_NONE) takes --flag=ANYTHING and sets the flag, ignoring
+                # the value; only flags with an optional value look at it
+                store(o, value if eq and o.optional_value else None, a)
                 continue
             if not eq:
                 if i >= len(argv):

@@ -116,6 +116,34 @@ class _Hashing:
         return "sha256:" + self.h.hexdigest()
 
 
+class _TarTail:
+    """Ends a tar stream that stops without its padding and end-of-archive blocks, as Go's
+    archive/tar (umoci, containers/storage) accepts: ``umoci insert`` writes such layers.
+
+    The bytes are the layer's own (its digest and diff_id are verified on what was really read);
+    only the missing zero padding and the two zero blocks are supplied after the end.
+    """
+
+    def __init__(self, f: _Hashing) -> None:
+        self.f = f
+        self.pos = 0
+        self.tail: bytes | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        if self.tail is None:
+            data = self.f.read(n)
+            self.pos += len(data)
+            if data or n == 0:
+                return data
+            self.tail = bytes(-self.pos % 512 + 1024)
+        out = self.tail if n < 0 else self.tail[:n]
+        self.tail = self.tail[len(out):]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+
 def _decompressor(raw: VerifyingReader) -> Any:
     head = raw.read(4)
     chain: Any = _Chain(head, raw)
@@ -401,7 +429,7 @@ def import_layer_stream(repo: Repo, raw: VerifyingReader, diff_id: str, *, speci
     try:
         dec = _decompressor(raw)
         hashed = _Hashing(dec)
-        with tarfile.open(fileobj=hashed, mode="r|", tarinfo=_SafeTarInfo) as tf:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=_TarTail(hashed), mode="r|", tarinfo=_SafeTarInfo) as tf:  # type: ignore[call-overload]
             for m in tf:
                 b.add(m, tf)
         b.finish()

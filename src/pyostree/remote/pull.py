@@ -227,14 +227,20 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
         raise OstreeError(f"Invalid URL {url}")
     if contenturl is not None and urlparse(contenturl).scheme not in ("http", "https"):
         raise OstreeError(f"Invalid URI scheme in {contenturl}")
+    from pyostree.remote.cookies import cookie_header
     from pyostree.remote.fetcher import (
         Fetcher,  # urllib3 and its http/ssl stack: only for real HTTP
     )
 
+    def headers_for(base: str) -> dict[str, str]:
+        # the remote's cookie jar (REPO/NAME.cookies.txt), as libcurl sends it for that URL
+        cookie = cookie_header(repo, remote_name, base)
+        return {**opts.http_headers, "Cookie": cookie} if cookie else opts.http_headers
+
     content_fetcher = None
     if contenturl is not None and contenturl.rstrip("/") != url.rstrip("/"):
-        content_fetcher = Fetcher(contenturl, policy=opts.fetch_policy(), headers=opts.http_headers)
-    return _run(repo, Fetcher(url, policy=opts.fetch_policy(), headers=opts.http_headers),
+        content_fetcher = Fetcher(contenturl, policy=opts.fetch_policy(), headers=headers_for(contenturl))
+    return _run(repo, Fetcher(url, policy=opts.fetch_policy(), headers=headers_for(url)),
                 None, opts, remote_name, names, content_fetcher)
 
 

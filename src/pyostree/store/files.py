@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import zlib
 
 from pyostree.errors import OstreeError
 from pyostree.store import objects as obj
@@ -16,7 +17,7 @@ from pyostree.store.objects import Xattrs
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 
@@ -179,3 +180,42 @@ def rm_rf_at(dfd: int, name: str) -> None:
     finally:
         os.close(sub)
     os.rmdir(name, dir_fd=dfd)
+
+
+class _InflateReader:
+    """A read-only stream over an archive object's raw-deflate payload."""
+
+    def __init__(self, f: BinaryIO, offset: int, what: str) -> None:
+        self._f = f
+        self._f.seek(offset)
+        self._d = zlib.decompressobj(-15)
+        self._buf = b""
+        self._eof = False
+        self._what = what
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._eof and (n < 0 or len(self._buf) < n):
+            chunk = self._f.read(CHUNK)
+            try:
+                if chunk:
+                    self._buf += self._d.decompress(chunk)
+                else:
+                    self._buf += self._d.flush()
+                    self._eof = True
+            except zlib.error as e:
+                raise OstreeError(f"Corrupted {self._what}: {e}") from None
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _InflateReader:
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        self.close()
+
