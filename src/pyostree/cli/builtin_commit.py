@@ -60,6 +60,9 @@ OPTIONS = [
     Opt("timestamp", None, STRING, "Override the timestamp of the commit"),
     Opt("parent", None, STRING, "Parent commit checksum, or \"none\""),
     Opt("bootable", None, FLAG, "Flag this commit as a bootable OSTree"),
+    Opt("generate-composefs-metadata", None, FLAG, "Generate composefs commit metadata", hidden=True),
+    Opt("process-passthrough-whiteouts", None, FLAG,
+        "With --generate-composefs-metadata: digest of the image with .ostree-wh.NAME as whiteouts (pyostree)", hidden=True),
     Opt("retarget-whiteouts", None, FLAG, "Store overlayfs whiteouts (char 0:0) as .ostree-wh.NAME files"),
     Opt("quote-special-files", None, FLAG, "Store device nodes and FIFOs as quoted regular files"),
 ]
@@ -97,6 +100,9 @@ def run(ctx: Context, argv: list[str]) -> int:
         repo.disable_fsync = True
     if o.fsync is not None:
         repo.disable_fsync = not parse_fsync(o.fsync)
+
+    if o.process_passthrough_whiteouts and not o.generate_composefs_metadata:
+        raise OstreeError("--process-passthrough-whiteouts requires --generate-composefs-metadata")
 
     statoverride_adds: dict[str, int] = {}
     statoverride_sets: dict[str, int] = {}
@@ -262,6 +268,11 @@ def run(ctx: Context, argv: list[str]) -> int:
             from pyostree.tree.bootable import bootable_metadata
 
             metadata = bootable_metadata(repo, root_contents, root_meta, list(metadata or []))
+        if o.generate_composefs_metadata:
+            from pyostree.composefs.image import composefs_metadata
+
+            metadata = composefs_metadata(repo, root_contents, root_meta, list(metadata or []),
+                                          passthrough_whiteouts=bool(o.process_passthrough_whiteouts))
         if o.generate_sizes:
             from pyostree.tree.sizes import sizes_metadata
 

@@ -39,7 +39,7 @@ _REPO = Opt("repo", None, STRING, "Path to OSTree repository (defaults to /sysro
 
 
 def _usage() -> str:
-    lines = ["Usage:", "  ostree remote [OPTION…] COMMAND", "", "Remote commands that may involve internet access",
+    lines = ["Usage:", "  pyostree remote [OPTION…] COMMAND", "", "Remote commands that may involve internet access",
              "", 'Builtin "remote" Commands:']
     for name, summary in SUBCOMMANDS.items():
         lines.append(f"  {name:<17} {summary}")

@@ -25,11 +25,12 @@ CALLBACK = "callback"
 class Opt:
     """One option's spec (a plain class: dataclasses cost start-up time)."""
 
-    __slots__ = ("dest", "help", "kind", "long", "metavar", "optional_value", "short", "show_metavar")
+    __slots__ = ("dest", "help", "hidden", "kind", "long", "metavar", "optional_value", "short",
+                 "show_metavar")
 
     def __init__(self, long: str, short: str | None = None, kind: str = FLAG, help: str = "",
                  metavar: str = "", dest: str | None = None, optional_value: bool = False,
-                 show_metavar: bool = True) -> None:
+                 show_metavar: bool = True, hidden: bool = False) -> None:
         self.long = long
         self.short = short
         self.kind = kind
@@ -38,6 +39,7 @@ class Opt:
         self.dest = dest
         self.optional_value = optional_value  # flag that may take =VALUE
         self.show_metavar = show_metavar  # False: help shows just --opt (no arg_description)
+        self.hidden = hidden  # G_OPTION_FLAG_HIDDEN: not in --help (keeps the help ostree 2022.7's)
 
     @property
     def key(self) -> str:
@@ -172,7 +174,7 @@ def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "")
 
 def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
     """The ``--help`` text, laid out like GOption's."""
-    out = [f"Usage:\n  ostree {usage}", ""]
+    out = [f"Usage:\n  pyostree {usage}", ""]
     if summary:
         out += [summary, ""]
     rows: list[tuple[str, str]] = []
@@ -181,6 +183,8 @@ def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
         rows.append(("--repo=PATH", "Path to OSTree repository (defaults to current directory or "
                                     "/sysroot/ostree/repo)"))
     for o in specs:
+        if o.hidden:
+            continue
         flag = (f"-{o.short}, " if o.short else "") + f"--{o.long}"
         if o.kind != FLAG and o.show_metavar:
             flag += "=" + (o.metavar or o.long.upper())
