@@ -76,7 +76,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         disable_static_deltas=o.disable_static_deltas,
         low_speed_limit=_u32(o.low_speed_limit_bytes, "low-speed-limit-bytes", 1000),
         low_speed_time=_u32(o.low_speed_time_seconds, "low-speed-time-seconds", 30),
-        retry_all=not o.disable_retry_on_network_errors)
+        retry_all=not o.disable_retry_on_network_errors, cache_dir=o.cache_dir)
     stats = pull(repo, remote, branches or None, opts)
     sys.stdout.write(stats.status_line() + "\n")
     return 0

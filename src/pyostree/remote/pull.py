@@ -65,7 +65,8 @@ class PullOptions(Record):
                  disable_static_deltas: bool = False, timeout: float = 30.0,
                  http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
                  gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None,
-                 low_speed_limit: int = 1000, low_speed_time: int = 30, retry_all: bool = True) -> None:
+                 low_speed_limit: int = 1000, low_speed_time: int = 30, retry_all: bool = True,
+                 cache_dir: str | None = None) -> None:
         self.url = url
         """Use this URL instead of the remote's configured one."""
         self.commit_only = commit_only
@@ -94,6 +95,8 @@ class PullOptions(Record):
         """Seconds the speed may stay below the limit (``--low-speed-time-seconds``)."""
         self.retry_all = retry_all
         """Retry failed requests (``--disable-retry-on-network-errors`` turns it off)."""
+        self.cache_dir = cache_dir
+        """Where remote summaries are cached (``--cache-dir``; default ``REPO/tmp/cache``)."""
 
     def fetch_policy(self) -> FetchPolicy:
         from pyostree.remote.fetcher import FetchPolicy
@@ -333,6 +336,8 @@ class _HttpPuller:
         self.summary_deltas: dict[str, bytes | None] = {}
         """Deltas the summary offers (name -> superblock sha256)."""
         self.indexed_deltas = False
+        self.summary_data: bytes | None = None
+        self.summary_sig: bytes | None = None
         from pyostree.remote.pull_deltas import DeltaTotals
 
         self.delta_totals = DeltaTotals()
@@ -404,7 +409,8 @@ class _HttpPuller:
     def _load_remote_info(self, need_summary: bool) -> None:
         """Summary refs (when some ref needs resolving), deltas on offer, and the remote's mode."""
         deltas = self._deltas_enabled()
-        if self.src is not None and not deltas:
+        mirror_all = self.opts.mirror and need_summary
+        if self.src is not None and not deltas and not self.opts.gpg_verify_summary and not mirror_all:
             return  # refs come from the source repo itself
         kf: KeyFile | None = None
         have_config = False
@@ -415,8 +421,8 @@ class _HttpPuller:
             if not self.indexed_deltas:
                 need_summary = True
         data = None
-        if need_summary:
-            data = self.read_rel("summary", _MAX_SUMMARY_SIZE, optional=True)
+        if need_summary or self.opts.gpg_verify_summary:
+            data = self._fetch_summary()
         mode: str | None = None
         if data is not None:
             self.summary_refs, md = parse_summary_refs(data, self.url_for("summary"))
@@ -458,22 +464,45 @@ class _HttpPuller:
         except (UnicodeDecodeError, OstreeError) as e:
             raise OstreeError(f"Invalid remote config {self.url_for('config')}: {e}") from None
 
-    def _gpg_verify_summary(self) -> None:
+    def _fetch_summary(self) -> bytes | None:
+        """The remote's summary (and its signature, kept for ``--mirror``), cached and verified as libostree."""
+        from pyostree.remote.summary_fetch import (
+            MAX_SUMMARY_SIG_SIZE,
+            fetch_remote_summary,
+            summary_cache_dir,
+        )
+
+        def read(rel: str) -> bytes | None:
+            return self.read_rel(rel, _MAX_SUMMARY_SIZE if rel == "summary" else MAX_SUMMARY_SIG_SIZE,
+                                 optional=True)
+
+        verify = self._verify_summary if self.opts.gpg_verify_summary else None
+        cache = summary_cache_dir(self.dest, self.opts.cache_dir) if self.src is None else None
+        data, sig = fetch_remote_summary(read, cache, self.remote_name, verify,
+                                         fsync=not self.dest.disable_fsync)
+        self.summary_data, self.summary_sig = data, sig
+        return data
+
+    def _verify_summary(self, data: bytes | None, sig: bytes | None) -> None:
         from pyostree.remote import gpg
 
-        if self.src is not None:
-            data = sig = None
-            try:
-                with open(os.path.join(self.src.path, "summary"), "rb") as f:
-                    data = f.read()
-                with open(os.path.join(self.src.path, "summary.sig"), "rb") as f:
-                    sig = f.read()
-            except FileNotFoundError:
-                pass
-        else:
-            data = self.fetcher.get("summary", max_size=_MAX_SUMMARY_SIZE, optional=True)
-            sig = self.fetcher.get("summary.sig", max_size=_MAX_SUMMARY_SIZE, optional=True)
+        if data is None:
+            raise OstreeError("GPG verification enabled, but no summary found "
+                              "(use gpg-verify-summary=false in remote config to disable)")
+        if sig is None:
+            raise gpg.GpgError("GPG verification enabled, but no summary.sig found "
+                               "(use gpg-verify-summary=false in remote config to disable)")
         gpg.verify_summary(self.dest, self.remote_name, data, sig)
+
+    def _store_mirrored_summary(self) -> None:
+        """``--mirror`` with no refs keeps the remote's summary and summary.sig, as libostree."""
+        from pyostree.store.files import write_file_atomic
+
+        fsync = not self.dest.disable_fsync
+        if self.summary_data is not None:
+            write_file_atomic(self.dest.path, "summary", self.summary_data, fsync=fsync, dir_fd=self.dest.dfd)
+        if self.summary_sig is not None:
+            write_file_atomic(self.dest.path, "summary.sig", self.summary_sig, fsync=fsync, dir_fd=self.dest.dfd)
 
     def _resolve(self, names: list[str]) -> list[_Target]:
         if not names and self.src is not None:
@@ -525,8 +554,6 @@ class _HttpPuller:
         t0 = time.monotonic()
         self.remote_name = remote_name
         self._load_remote_info(not names or any(not obj.is_valid_checksum(n) and "@" not in n for n in names))
-        if self.opts.gpg_verify_summary:
-            self._gpg_verify_summary()
         targets = self._resolve(names)
         dest = self.dest
         before = dest.stats["content_bytes_written"]
@@ -557,8 +584,8 @@ class _HttpPuller:
         if self.subpath_parts is None:
             for done in self.completed_commits:
                 dest.mark_commit_partial(done, False)
-        if self.opts.mirror and not names and self.summary_refs is not None:
-            pass  # libostree also copies the summary; ours is regenerated by `summary -u`
+        if self.opts.mirror and not names:
+            self._store_mirrored_summary()
         self.stats.content_bytes_written = dest.stats["content_bytes_written"] - before
         self.stats.bytes_transferred = sum(f.bytes_transferred for f in (self._fetcher, self.content_fetcher) if f)
         self.stats.local_transport = self.src is not None and not self._deltas_enabled()
