@@ -66,7 +66,7 @@ class PullOptions(Record):
                  http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
                  gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None,
                  low_speed_limit: int = 1000, low_speed_time: int = 30, retry_all: bool = True,
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, append_user_agent: str | None = None) -> None:
         self.url = url
         """Use this URL instead of the remote's configured one."""
         self.commit_only = commit_only
@@ -96,6 +96,8 @@ class PullOptions(Record):
         self.retry_all = retry_all
         """Retry failed requests (``--disable-retry-on-network-errors`` turns it off)."""
         self.cache_dir = cache_dir
+        self.append_user_agent = append_user_agent
+        """Appended to the User-Agent (``--append-user-agent``)."""
         """Where remote summaries are cached (``--cache-dir``; default ``REPO/tmp/cache``)."""
 
     def fetch_policy(self) -> FetchPolicy:
@@ -182,6 +184,13 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
     remote_name: str | None = remote.name if remote is not None else None
     if remote is None and "://" not in remote_name_or_url:
         raise NotFoundError(f'Remote "{remote_name_or_url}" not found')
+    if remote is not None:
+        state = remote.options.get("unconfigured-state")
+        if state is not None:
+            raise OstreeError(f"remote unconfigured-state: {state}")
+        backend = remote.options.get("custom-backend")
+        if backend is not None:
+            raise OstreeError(f"Cannot fetch via libostree - remote '{remote.name}' uses custom backend '{backend}'")
     url = opts.url or (remote.options.get("url") if remote is not None else remote_name_or_url)
     if url is None:
         if remote is not None and remote.options.get("metalink"):
@@ -236,9 +245,16 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
     )
 
     def headers_for(base: str) -> dict[str, str]:
+        from pyostree.remote.fetcher import USER_AGENT
+
+        h = dict(opts.http_headers)
+        if opts.append_user_agent:
+            h["User-Agent"] = f"{USER_AGENT} {opts.append_user_agent}"
         # the remote's cookie jar (REPO/NAME.cookies.txt), as libcurl sends it for that URL
         cookie = cookie_header(repo, remote_name, base)
-        return {**opts.http_headers, "Cookie": cookie} if cookie else opts.http_headers
+        if cookie:
+            h["Cookie"] = cookie
+        return h
 
     content_fetcher = None
     if contenturl is not None and contenturl.rstrip("/") != url.rstrip("/"):
@@ -377,7 +393,7 @@ class _HttpPuller:
         with os.fdopen(fd, "rb") as f:
             data = f.read(max_size + 1)
         if len(data) > max_size:
-            raise OstreeError(f"While fetching {self.url_for(rel)}: Exceeded maximum size {max_size}")
+            raise OstreeError(f"While fetching {self.url_for(rel)}: URI exceeded maximum size of {max_size} bytes")
         return data
 
     def _deltas_enabled(self) -> bool:
@@ -390,7 +406,10 @@ class _HttpPuller:
                   ) -> Iterator[tuple[tuple[str, ObjectType], bytes | None]]:
         """Metadata objects from the remote (HTTP, concurrently) or the local source repo."""
         if self.src is None:
-            for key, body in self.fetcher.fetch_many(keys, lambda k: obj.object_relpath(k[0], k[1]),
+            # objects come from contenturl (when set), detached metadata from url, as libostree
+            f = self.fetcher if all(k[1] is ObjectType.COMMIT_META for k in keys) else \
+                (self.content_fetcher or self.fetcher)
+            for key, body in f.fetch_many(keys, lambda k: obj.object_relpath(k[0], k[1]),
                                                      max_size=obj.MAX_METADATA_SIZE, optional=optional):
                 assert body is None or isinstance(body, bytes)  # no spool_dir: always in memory
                 yield key, body
@@ -543,8 +562,8 @@ class _HttpPuller:
             assert data is not None
             text = data.decode("utf-8", "replace").strip()
             if not obj.is_valid_checksum(text):
-                raise OstreeError(f"Fetching checksum for ref ((empty), {ref}): Invalid checksum "
-                                  f"in {self.fetcher.url_for(path)}")
+                shown = data[:64].decode("utf-8", "replace").replace("\n", " ")  # as libostree quotes it
+                raise OstreeError(f"Fetching checksum for ref ((empty), {ref}): Invalid rev {shown}")
             out.append(_Target(ref, text))
         return out
 
@@ -671,7 +690,8 @@ class _HttpPuller:
                         if self.src is not None:
                             raise NotFoundError(f"No such metadata object {csum}.commit")
                         raise OstreeError("Server returned HTTP 404: "
-                                          + self.fetcher.url_for(obj.object_relpath(csum, ObjectType.COMMIT)))
+                                          + (self.content_fetcher or self.fetcher).url_for(
+                                              obj.object_relpath(csum, ObjectType.COMMIT)))
                     if (self.opts.gpg_verify or self.opts.sign_verifiers):
                         self._gpg_verify_commit(csum, data, detached.get(csum))
                     self._store_commit(csum, data, ref)

@@ -80,6 +80,9 @@ def fetch_remote_summary(read: Callable[[str], bytes | None], cache: str | None,
         except OstreeError:
             if not from_cache:
                 raise
+            if "invalid-cache" in os.environ.get("OSTREE_REPO_TEST_ERROR", "").replace(",", ":").split(":"):
+                raise OstreeError(f"Remote {remote} cached summary invalid and "
+                                  "OSTREE_REPO_TEST_ERROR_INVALID_CACHE specified") from None
             from_cache = False
             data = read("summary")
             verify(data, sig)
@@ -172,3 +175,31 @@ def remote_list_refs(repo: Repo, name: str) -> dict[str, str]:
         if len(csum) == 32:
             out[ref] = bytes(csum).hex()
     return out
+
+
+def prune_summary_cache(repo: Repo) -> None:
+    """Remove cached summaries (``tmp/cache/summaries``) of remotes that no longer exist
+    (libostree's ``_ostree_repo_prune_tmp``)."""
+    from pyostree.remote.remotes import list_remotes
+
+    cache = summary_cache_dir(repo)
+    if cache is None:
+        return
+    base = os.path.join(cache, SUMMARY_CACHE_SUBDIR)
+    try:
+        names = os.listdir(base)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as e:
+        raise os_error(e, f"opendir({base})") from None
+    remotes = list_remotes(repo)
+    for name in names:
+        remote = name[:-4] if name.endswith(".sig") else name
+        if remote in remotes:
+            continue
+        try:
+            os.unlink(os.path.join(base, name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise os_error(e, f"unlinkat({name})") from None
