@@ -74,7 +74,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         bareuseronly_files=o.bareuseronly_files, dry_run=o.dry_run,
         network_retries=5 if o.network_retries is None or o.network_retries < 0 else o.network_retries,
         http_trusted=o.http_trusted, require_static_deltas=o.require_static_deltas,
-        disable_static_deltas=o.disable_static_deltas,
+        disable_static_deltas=o.disable_static_deltas, verify_bindings=not o.disable_verify_bindings,
         low_speed_limit=_u32(o.low_speed_limit_bytes, "low-speed-limit-bytes", 1000),
         low_speed_time=_u32(o.low_speed_time_seconds, "low-speed-time-seconds", 30),
         retry_all=not o.disable_retry_on_network_errors, cache_dir=o.cache_dir,

@@ -31,11 +31,12 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from pyostree.errors import NotFoundError, OstreeError
-from pyostree.remote.pull_local import PullStats, import_object
+from pyostree.remote.pull_local import PullStats, check_bindings, import_object
 from pyostree.remote.remotes import list_remotes
 from pyostree.store import gvariant
 from pyostree.store import objects as obj
 from pyostree.store import refs as _refs
+from pyostree.store.files import check_deflate_end
 from pyostree.store.fsck import commit_state, remove_tombstone
 from pyostree.store.keyfile import KeyFile
 from pyostree.store.objects import ObjectType, Record
@@ -65,8 +66,8 @@ class PullOptions(Record):
                  disable_static_deltas: bool = False, timeout: float = 30.0,
                  http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
                  gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None,
-                 low_speed_limit: int = 1000, low_speed_time: int = 30, retry_all: bool = True,
-                 cache_dir: str | None = None, append_user_agent: str | None = None) -> None:
+                 verify_bindings: bool = True, low_speed_limit: int = 1000, low_speed_time: int = 30,
+                 retry_all: bool = True, cache_dir: str | None = None, append_user_agent: str | None = None) -> None:
         self.url = url
         """Use this URL instead of the remote's configured one."""
         self.commit_only = commit_only
@@ -87,6 +88,8 @@ class PullOptions(Record):
         self.gpg_verify = gpg_verify
         """Require good GPG signatures on commits; None: the remote's ``gpg-verify`` (default true)."""
         self.gpg_verify_summary = gpg_verify_summary
+        self.verify_bindings = verify_bindings
+        """Check commits' ref and collection bindings (``--disable-verify-bindings`` turns it off)."""
         self.sign_verifiers = sign_verifiers
         """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
         self.low_speed_limit = low_speed_limit
@@ -708,6 +711,8 @@ class _HttpPuller:
             nxt: list[tuple[str, int, bool, str | None]] = []
             for csum, depth, is_parent, ref in todo:
                 commit = dest.load_commit(csum)
+                if self.opts.verify_bindings:
+                    check_bindings(self._remote_collection_id(), None if is_parent else ref, commit, csum)
                 if self.opts.timestamp_check and ref is not None and not is_parent:
                     self._check_timestamp(ref, None if self.opts.mirror else self.remote_name, commit, csum)
                 if self.opts.timestamp_check_from_rev:
@@ -720,6 +725,17 @@ class _HttpPuller:
                     self._want_tree(commit.root_contents, self.subpath_parts)
                     self.completed_commits.append(csum)
             level = nxt
+
+    def _remote_collection_id(self) -> str | None:
+        """The collection the commits must be bound to: a local source's own collection ID,
+        else the remote's ``collection-id`` option (libostree's get_remote_repo_collection_id)."""
+        if self.src is not None:
+            return self.src.collection_id or None
+        if self.remote_name is None:
+            return None
+        from pyostree.remote.remotes import get_remote_option
+
+        return get_remote_option(self.dest, self.remote_name, "collection-id") or None
 
     def _gpg_verify_commit(self, csum: str, data: bytes, detached: bytes | None) -> None:
         """Check the signatures of a fetched commit before it is stored (``gpg_verify_unwritten_commit``)."""
@@ -849,9 +865,9 @@ class _HttpPuller:
         head = f.read(8)
         if len(head) < 8:
             raise OstreeError(f"Corrupted {what}: file header too short")
-        (n,) = struct.unpack(">I", head[:4])
-        if n > obj.MAX_METADATA_SIZE:
-            raise OstreeError(f"Corrupted {what}: file header size {n} out of range")
+        fsize = f.seek(0, os.SEEK_END)
+        n = obj.lenprefixed_header_length(head, what, fsize) - 8
+        f.seek(8)
         variant = f.read(n)
         if len(variant) != n:
             raise OstreeError(f"Corrupted {what}: file header too short")
@@ -862,7 +878,7 @@ class _HttpPuller:
         trusted_raw = dest.mode is RepoMode.ARCHIVE and self.opts.http_trusted
         if not info.is_regular:
             f.seek(0)
-            self._store_filez(csum, f.read(obj.MAX_METADATA_SIZE + 16))
+            self._store_filez(csum, f.read(8 + n + 1))  # the byte past the header is trailing data
             return
         import tempfile
 
@@ -882,9 +898,11 @@ class _HttpPuller:
                             if dest.mode is not RepoMode.ARCHIVE:
                                 out.write(piece)
                             piece = d.decompress(d.unconsumed_tail, 1 << 20) if d.unconsumed_tail else b""
+                        check_deflate_end(d, what, False)
                     piece = d.flush()
                 except zlib.error as e:
                     raise OstreeError(f"Corrupted file object {csum}: {e}") from None
+                check_deflate_end(d, what, True, fsize > 8 + n)
                 total += len(piece)
                 h.update(piece)
                 if dest.mode is not RepoMode.ARCHIVE:
@@ -925,6 +943,9 @@ class _HttpPuller:
                 raise OstreeError(f"Corrupted file object {csum}: {e}") from None
             if len(content) != info.size or d.unconsumed_tail:
                 raise OstreeError(f"Corrupted file object {csum}: content is not {info.size} bytes")
+            check_deflate_end(d, what, True, len(data) > hlen)
+        elif len(data) > hlen:
+            raise OstreeError(f"Corrupted {what}: trailing data after the file header")
         actual = obj.sha256(obj.file_header(info) + content).hexdigest()
         if actual != csum:
             raise OstreeError(f"Corrupted file object; checksum expected='{csum}' actual='{actual}'")

@@ -240,7 +240,7 @@ def _dispatch(st: _State, op: int, ops: bytes, pos: int, blob: bytes) -> int:
 
 
 def apply_offline(repo: Repo, path: str, *, on_progress: Callable[[str], None] | None = None,
-                  label: str | None = None) -> str:
+                  label: str | None = None, signature_checked: bool = False) -> str:
     """Apply the delta in directory *path* (or whose superblock is *path*); returns the target commit.
 
     Everything goes through one transaction: on any error nothing is written.
@@ -258,7 +258,7 @@ def apply_offline(repo: Repo, path: str, *, on_progress: Callable[[str], None] |
         raise OstreeError(f"openat({sbname}): {e.strerror}") from None
     what = label or f"static delta {path}"
     sb = parse_superblock(sbdata, f"superblock of {what}")
-    if sb.signed and repo.config.get_bool("core", "sign-verify-deltas", False):
+    if sb.signed and not signature_checked and repo.config.get_bool("core", "sign-verify-deltas", False):
         raise OstreeError("Key is mandatory to check delta signature")
     if sb.from_ is not None and not repo.has_object(ObjectType.COMMIT, sb.from_):
         raise OstreeError(f"Commit {sb.from_}, which is the delta source, is not in repository")
