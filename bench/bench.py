@@ -134,6 +134,39 @@ class Tool:
         return self.argv + ([f"--repo={repo}"] if repo else []) + list(args)
 
 
+NGINX = "/usr/sbin/nginx"
+
+
+def start_nginx(root: str, workdir: str) -> str:
+    """nginx serving *root* on a free loopback port until the benchmark exits; returns its URL."""
+    import atexit
+    import socket
+
+    os.makedirs(workdir, exist_ok=True)
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    temps = "".join(f"  {k}_temp_path {workdir}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"{user}worker_processes 2;\ndaemon off;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log;\n"
+                f"events {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n{temps}"
+                f"  default_type application/octet-stream;\n  sendfile on;\n  keepalive_requests 100000;\n"
+                f"  server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }}\n}}\n")
+    proc = subprocess.Popen([NGINX, "-c", conf, "-p", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(proc.terminate)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("nginx did not start") from None
+            time.sleep(0.05)
+
+
 def make_launcher() -> list[str] | None:
     """The direct launcher of scripts/make-launcher.sh (``python -ES``, paths preset).
 
@@ -567,6 +600,20 @@ class Bench:
 
             ops.append(Op("pull-local", "pull-local (bare to new bare)",
                           lambda t: t.cmd(pdest[t.name], "pull-local", bare, REF), pre=pull_pre))
+        if self.want("pull-http") and os.path.exists(NGINX):
+            # the tree's archive repo served by nginx on loopback, pulled into a new bare-user repo
+            served = self.ref_repo(wdir, src, "archive")
+            url = start_nginx(wdir, os.path.join(self.work, f"nginx-{tree.name}"))
+            hdest = {t.name: os.path.join(wdir, f"http-{t.name}") for t in self.tools}
+
+            def http_pre(t: Tool) -> None:
+                self.init_repo(hdest[t.name], "bare-user")
+                quiet(t.cmd(hdest[t.name], "remote", "add", "--set=gpg-verify=false", "origin",
+                            f"{url}/{os.path.basename(served)}"))
+
+            ops.append(Op("pull-http", "pull over HTTP from nginx (archive to new bare-user)",
+                          lambda t: t.cmd(hdest[t.name], "pull", "--disable-static-deltas", "origin", REF),
+                          pre=http_pre))
         if self.want("delta-generate"):
             ops.append(self.delta_op(tree, wdir))
         return ops

@@ -132,7 +132,7 @@ def test_endless_body(py: Run, c: Run, tmp_path: Path, srv: Env, what: str) -> N
     srv.http.set(pattern, "endless")
     repo = _repo(py, tmp_path / "repo", srv.url)
     err = _fails_cleanly(py, c, repo, srv)
-    assert "While fetching " in err and ": Exceeded maximum size" in err
+    assert "While fetching " in err and ": URI exceeded maximum size" in err
     assert "archive/objects/" in err
 
 
@@ -140,7 +140,7 @@ def test_oversized_body(py: Run, c: Run, tmp_path: Path, srv: Env) -> None:
     srv.http.set(srv.big, "oversized")
     repo = _repo(py, tmp_path / "repo", srv.url)
     err = _fails_cleanly(py, c, repo, srv)
-    assert f"While fetching {srv.http.url}/{srv.big}: Exceeded maximum size" in err
+    assert f"While fetching {srv.http.url}/{srv.big}: URI exceeded maximum size" in err
 
 
 def test_redirect_loop_ends(py: Run, c: Run, tmp_path: Path, srv: Env) -> None:

@@ -49,5 +49,8 @@ def run(ctx: Context, argv: list[str]) -> int:
         opts.retain_branch_depth[b] = d
     opts.only_branches = list(o.only_branch)
     result = prune(repo, opts)
+    from pyostree.remote.summary_fetch import prune_summary_cache
+
+    prune_summary_cache(repo)  # as libostree's prune: cached summaries of remotes that are gone
     sys.stdout.write("\n".join(summary_lines(result, opts)) + "\n")
     return 0

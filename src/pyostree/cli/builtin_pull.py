@@ -35,6 +35,7 @@ OPTIONS = [
     Opt("low-speed-limit-bytes", None, INT, "The average transfer speed per second of a transfer during the time set via 'low-speed-time-seconds' for libcurl to abort(default: 1000)", "N"),
     Opt("low-speed-time-seconds", None, INT, "The time in number seconds that the transfer speed should be below the 'low-speed-limit-bytes' setting for libcurl to abort (default: 30)", "N"),
     Opt("disable-retry-on-network-errors", None, FLAG, "Do not retry when network issues happen, instead fail automatically. (Currently only affects libcurl)"),
+    Opt("append-user-agent", None, STRING, "Additional string to append to the user agent", "USERAGENT"),
     Opt("disable-verify-bindings", None, FLAG, "Do not verify commit bindings"),
     Opt("set-metadata", None, STRINGS, "Set metadata key", "KEY=VALUE"),
 ]
@@ -76,7 +77,8 @@ def run(ctx: Context, argv: list[str]) -> int:
         disable_static_deltas=o.disable_static_deltas, verify_bindings=not o.disable_verify_bindings,
         low_speed_limit=_u32(o.low_speed_limit_bytes, "low-speed-limit-bytes", 1000),
         low_speed_time=_u32(o.low_speed_time_seconds, "low-speed-time-seconds", 30),
-        retry_all=not o.disable_retry_on_network_errors)
+        retry_all=not o.disable_retry_on_network_errors, cache_dir=o.cache_dir,
+        append_user_agent=o.append_user_agent)
     stats = pull(repo, remote, branches or None, opts)
     sys.stdout.write(stats.status_line() + "\n")
     return 0

@@ -267,7 +267,9 @@ def _refs(ctx: Context, argv: list[str]) -> int:
     repo = ctx.open_repo()
     if not args:
         raise usage_fail("NAME must be specified", usage, summary, specs)
-    refs = remotes.remote_list_refs(repo, args[0])
+    from pyostree.remote.summary_fetch import remote_list_refs
+
+    refs = remote_list_refs(repo, args[0])
     for ref in sorted(refs, key=lambda r: r.encode()):
         print(f"{args[0]}:{ref}")
     return 0
@@ -283,10 +285,29 @@ def _summary(ctx: Context, argv: list[str]) -> int:
     repo = ctx.open_repo()
     if not args:
         raise usage_fail("NAME must be specified", usage, summary, specs)
-    data = remotes.fetch_summary(repo, args[0])
+    from pyostree.remote.summary_fetch import fetch_summary_and_sig
+
+    data, sig = fetch_summary_and_sig(repo, args[0], o.cache_dir)
     if data is None:
         raise OstreeError(f'Remote server has no summary file for remote "{args[0]}"')
     sys.stdout.write(format_summary(data, raw=bool(o.raw)))
+    from pyostree.remote import gpg
+
+    if sig is not None and not o.raw and gpg.remote_gpg_verify(repo, args[0], "gpg-verify-summary"):
+        # (verified by the fetch already; the signatures are described again, as ostree does)
+        from pyostree.store import gvariant
+
+        try:
+            md = list(gvariant.deserialize("a{sv}", sig))
+        except gvariant.GVariantError:
+            md = []
+        result = gpg.verify_data(data, gpg.metadata_signatures(md) or [],
+                                 gpg.collect_keyrings(repo, args[0]))
+        n = len(result.signatures)
+        text = f"\nGPG: Verification enabled, found {n} signature{'' if n == 1 else 's'}:\n"
+        for s in result.signatures:
+            text += "\n" + s.describe("  ")
+        sys.stdout.write(text)
     return 0
 
 

@@ -57,7 +57,8 @@ MAX_REDIRECTS = 30
 """libcurl's CURLOPT_MAXREDIRS default (ostree sets CURLOPT_FOLLOWLOCATION only)."""
 RESUME_PROGRESS = 64 << 10
 MAX_RESUMES = 64
-USER_AGENT = "libostree/2022.7 pyostree"
+USER_AGENT = "libostree/2022.7"
+"""What libostree 2022.7 sends (``--append-user-agent`` adds to it)."""
 
 K = TypeVar("K")
 
@@ -192,6 +193,20 @@ class Fetcher:
     def __init__(self, base_url: str, *, retries: int = DEFAULT_RETRIES, timeout: float = DEFAULT_TIMEOUT,
                  max_workers: int = MAX_CONNECTIONS, headers: dict[str, str] | None = None,
                  policy: FetchPolicy | None = None) -> None:
+        # user:password@ in the URL: HTTP basic auth, as libcurl
+        parts = urlparse(base_url)
+        auth: dict[str, str] = {}
+        if parts.username is not None or parts.password is not None:
+            import base64
+            from urllib.parse import unquote
+
+            cred = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            auth["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode("ascii")
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            netloc = host + (f":{parts.port}" if parts.port is not None else "")
+            base_url = parts._replace(netloc=netloc).geturl()
         self.base_url = base_url.rstrip("/")
         self.policy = policy or FetchPolicy(retries=retries, timeout=timeout)
         self.retries = self.policy.retries
@@ -206,7 +221,7 @@ class Fetcher:
         self._http = urllib3.PoolManager(
             num_pools=4, maxsize=self.max_workers, block=True,
             timeout=urllib3.Timeout(connect=self.policy.timeout, read=t),
-            retries=False, headers={"User-Agent": USER_AGENT, **(headers or {})})
+            retries=False, headers={"User-Agent": USER_AGENT, **auth, **(headers or {})})
         self._http.pool_classes_by_scheme = {"http": _Pool, "https": _SPool}
 
     def close(self) -> None:
@@ -349,7 +364,7 @@ class Fetcher:
                 except ValueError:
                     raise FetchError(f"While fetching {cur}: invalid Content-Length {declared!r}") from None
                 if expected > buf.max_size:
-                    raise FetchError(f"While fetching {cur}: Exceeded maximum size {buf.max_size}")
+                    raise FetchError(f"While fetching {cur}: URI exceeded maximum size of {buf.max_size} bytes")
             read = resp.read1 if hasattr(resp, "read1") else resp.read
             try:
                 while True:
@@ -358,7 +373,7 @@ class Fetcher:
                         break
                     t.window_bytes += len(chunk)
                     if not buf.write(chunk):
-                        raise FetchError(f"While fetching {cur}: Exceeded maximum size {buf.max_size}")
+                        raise FetchError(f"While fetching {cur}: URI exceeded maximum size of {buf.max_size} bytes")
             except (_U3Error, OSError):
                 raise _Retryable("Download incomplete", resumable=True) from None
             if t.too_slow or t.cancelled:
@@ -430,7 +445,10 @@ class Fetcher:
 
 def _u3_message(e: Exception) -> str:
     reason = getattr(e, "reason", None)
-    return str(reason) if reason is not None else str(e)
+    msg = str(reason) if reason is not None else str(e)
+    if msg.startswith("_Watched") and "): " in msg:  # "_WatchedConn(host=..., port=...): what happened"
+        msg = msg.split("): ", 1)[1]
+    return msg
 
 
 def _discard(resp: Any) -> None:

@@ -67,7 +67,7 @@ class PullOptions(Record):
                  http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
                  gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None,
                  verify_bindings: bool = True, low_speed_limit: int = 1000, low_speed_time: int = 30,
-                 retry_all: bool = True) -> None:
+                 retry_all: bool = True, cache_dir: str | None = None, append_user_agent: str | None = None) -> None:
         self.url = url
         """Use this URL instead of the remote's configured one."""
         self.commit_only = commit_only
@@ -98,6 +98,10 @@ class PullOptions(Record):
         """Seconds the speed may stay below the limit (``--low-speed-time-seconds``)."""
         self.retry_all = retry_all
         """Retry failed requests (``--disable-retry-on-network-errors`` turns it off)."""
+        self.cache_dir = cache_dir
+        self.append_user_agent = append_user_agent
+        """Appended to the User-Agent (``--append-user-agent``)."""
+        """Where remote summaries are cached (``--cache-dir``; default ``REPO/tmp/cache``)."""
 
     def fetch_policy(self) -> FetchPolicy:
         from pyostree.remote.fetcher import FetchPolicy
@@ -183,6 +187,13 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
     remote_name: str | None = remote.name if remote is not None else None
     if remote is None and "://" not in remote_name_or_url:
         raise NotFoundError(f'Remote "{remote_name_or_url}" not found')
+    if remote is not None:
+        state = remote.options.get("unconfigured-state")
+        if state is not None:
+            raise OstreeError(f"remote unconfigured-state: {state}")
+        backend = remote.options.get("custom-backend")
+        if backend is not None:
+            raise OstreeError(f"Cannot fetch via libostree - remote '{remote.name}' uses custom backend '{backend}'")
     url = opts.url or (remote.options.get("url") if remote is not None else remote_name_or_url)
     if url is None:
         if remote is not None and remote.options.get("metalink"):
@@ -237,9 +248,16 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
     )
 
     def headers_for(base: str) -> dict[str, str]:
+        from pyostree.remote.fetcher import USER_AGENT
+
+        h = dict(opts.http_headers)
+        if opts.append_user_agent:
+            h["User-Agent"] = f"{USER_AGENT} {opts.append_user_agent}"
         # the remote's cookie jar (REPO/NAME.cookies.txt), as libcurl sends it for that URL
         cookie = cookie_header(repo, remote_name, base)
-        return {**opts.http_headers, "Cookie": cookie} if cookie else opts.http_headers
+        if cookie:
+            h["Cookie"] = cookie
+        return h
 
     content_fetcher = None
     if contenturl is not None and contenturl.rstrip("/") != url.rstrip("/"):
@@ -337,6 +355,8 @@ class _HttpPuller:
         self.summary_deltas: dict[str, bytes | None] = {}
         """Deltas the summary offers (name -> superblock sha256)."""
         self.indexed_deltas = False
+        self.summary_data: bytes | None = None
+        self.summary_sig: bytes | None = None
         from pyostree.remote.pull_deltas import DeltaTotals
 
         self.delta_totals = DeltaTotals()
@@ -376,7 +396,7 @@ class _HttpPuller:
         with os.fdopen(fd, "rb") as f:
             data = f.read(max_size + 1)
         if len(data) > max_size:
-            raise OstreeError(f"While fetching {self.url_for(rel)}: Exceeded maximum size {max_size}")
+            raise OstreeError(f"While fetching {self.url_for(rel)}: URI exceeded maximum size of {max_size} bytes")
         return data
 
     def _deltas_enabled(self) -> bool:
@@ -389,7 +409,10 @@ class _HttpPuller:
                   ) -> Iterator[tuple[tuple[str, ObjectType], bytes | None]]:
         """Metadata objects from the remote (HTTP, concurrently) or the local source repo."""
         if self.src is None:
-            for key, body in self.fetcher.fetch_many(keys, lambda k: obj.object_relpath(k[0], k[1]),
+            # objects come from contenturl (when set), detached metadata from url, as libostree
+            f = self.fetcher if all(k[1] is ObjectType.COMMIT_META for k in keys) else \
+                (self.content_fetcher or self.fetcher)
+            for key, body in f.fetch_many(keys, lambda k: obj.object_relpath(k[0], k[1]),
                                                      max_size=obj.MAX_METADATA_SIZE, optional=optional):
                 assert body is None or isinstance(body, bytes)  # no spool_dir: always in memory
                 yield key, body
@@ -408,7 +431,8 @@ class _HttpPuller:
     def _load_remote_info(self, need_summary: bool) -> None:
         """Summary refs (when some ref needs resolving), deltas on offer, and the remote's mode."""
         deltas = self._deltas_enabled()
-        if self.src is not None and not deltas:
+        mirror_all = self.opts.mirror and need_summary
+        if self.src is not None and not deltas and not self.opts.gpg_verify_summary and not mirror_all:
             return  # refs come from the source repo itself
         kf: KeyFile | None = None
         have_config = False
@@ -419,8 +443,8 @@ class _HttpPuller:
             if not self.indexed_deltas:
                 need_summary = True
         data = None
-        if need_summary:
-            data = self.read_rel("summary", _MAX_SUMMARY_SIZE, optional=True)
+        if need_summary or self.opts.gpg_verify_summary:
+            data = self._fetch_summary()
         mode: str | None = None
         if data is not None:
             self.summary_refs, md = parse_summary_refs(data, self.url_for("summary"))
@@ -462,22 +486,45 @@ class _HttpPuller:
         except (UnicodeDecodeError, OstreeError) as e:
             raise OstreeError(f"Invalid remote config {self.url_for('config')}: {e}") from None
 
-    def _gpg_verify_summary(self) -> None:
+    def _fetch_summary(self) -> bytes | None:
+        """The remote's summary (and its signature, kept for ``--mirror``), cached and verified as libostree."""
+        from pyostree.remote.summary_fetch import (
+            MAX_SUMMARY_SIG_SIZE,
+            fetch_remote_summary,
+            summary_cache_dir,
+        )
+
+        def read(rel: str) -> bytes | None:
+            return self.read_rel(rel, _MAX_SUMMARY_SIZE if rel == "summary" else MAX_SUMMARY_SIG_SIZE,
+                                 optional=True)
+
+        verify = self._verify_summary if self.opts.gpg_verify_summary else None
+        cache = summary_cache_dir(self.dest, self.opts.cache_dir) if self.src is None else None
+        data, sig = fetch_remote_summary(read, cache, self.remote_name, verify,
+                                         fsync=not self.dest.disable_fsync)
+        self.summary_data, self.summary_sig = data, sig
+        return data
+
+    def _verify_summary(self, data: bytes | None, sig: bytes | None) -> None:
         from pyostree.remote import gpg
 
-        if self.src is not None:
-            data = sig = None
-            try:
-                with open(os.path.join(self.src.path, "summary"), "rb") as f:
-                    data = f.read()
-                with open(os.path.join(self.src.path, "summary.sig"), "rb") as f:
-                    sig = f.read()
-            except FileNotFoundError:
-                pass
-        else:
-            data = self.fetcher.get("summary", max_size=_MAX_SUMMARY_SIZE, optional=True)
-            sig = self.fetcher.get("summary.sig", max_size=_MAX_SUMMARY_SIZE, optional=True)
+        if data is None:
+            raise OstreeError("GPG verification enabled, but no summary found "
+                              "(use gpg-verify-summary=false in remote config to disable)")
+        if sig is None:
+            raise gpg.GpgError("GPG verification enabled, but no summary.sig found "
+                               "(use gpg-verify-summary=false in remote config to disable)")
         gpg.verify_summary(self.dest, self.remote_name, data, sig)
+
+    def _store_mirrored_summary(self) -> None:
+        """``--mirror`` with no refs keeps the remote's summary and summary.sig, as libostree."""
+        from pyostree.store.files import write_file_atomic
+
+        fsync = not self.dest.disable_fsync
+        if self.summary_data is not None:
+            write_file_atomic(self.dest.path, "summary", self.summary_data, fsync=fsync, dir_fd=self.dest.dfd)
+        if self.summary_sig is not None:
+            write_file_atomic(self.dest.path, "summary.sig", self.summary_sig, fsync=fsync, dir_fd=self.dest.dfd)
 
     def _resolve(self, names: list[str]) -> list[_Target]:
         if not names and self.src is not None:
@@ -518,8 +565,8 @@ class _HttpPuller:
             assert data is not None
             text = data.decode("utf-8", "replace").strip()
             if not obj.is_valid_checksum(text):
-                raise OstreeError(f"Fetching checksum for ref ((empty), {ref}): Invalid checksum "
-                                  f"in {self.fetcher.url_for(path)}")
+                shown = data[:64].decode("utf-8", "replace").replace("\n", " ")  # as libostree quotes it
+                raise OstreeError(f"Fetching checksum for ref ((empty), {ref}): Invalid rev {shown}")
             out.append(_Target(ref, text))
         return out
 
@@ -529,8 +576,6 @@ class _HttpPuller:
         t0 = time.monotonic()
         self.remote_name = remote_name
         self._load_remote_info(not names or any(not obj.is_valid_checksum(n) and "@" not in n for n in names))
-        if self.opts.gpg_verify_summary:
-            self._gpg_verify_summary()
         targets = self._resolve(names)
         dest = self.dest
         before = dest.stats["content_bytes_written"]
@@ -561,8 +606,8 @@ class _HttpPuller:
         if self.subpath_parts is None:
             for done in self.completed_commits:
                 dest.mark_commit_partial(done, False)
-        if self.opts.mirror and not names and self.summary_refs is not None:
-            pass  # libostree also copies the summary; ours is regenerated by `summary -u`
+        if self.opts.mirror and not names:
+            self._store_mirrored_summary()
         self.stats.content_bytes_written = dest.stats["content_bytes_written"] - before
         self.stats.bytes_transferred = sum(f.bytes_transferred for f in (self._fetcher, self.content_fetcher) if f)
         self.stats.local_transport = self.src is not None and not self._deltas_enabled()
@@ -648,7 +693,8 @@ class _HttpPuller:
                         if self.src is not None:
                             raise NotFoundError(f"No such metadata object {csum}.commit")
                         raise OstreeError("Server returned HTTP 404: "
-                                          + self.fetcher.url_for(obj.object_relpath(csum, ObjectType.COMMIT)))
+                                          + (self.content_fetcher or self.fetcher).url_for(
+                                              obj.object_relpath(csum, ObjectType.COMMIT)))
                     if (self.opts.gpg_verify or self.opts.sign_verifiers):
                         self._gpg_verify_commit(csum, data, detached.get(csum))
                     self._store_commit(csum, data, ref)

@@ -213,59 +213,6 @@ def _write_text(path: str, text: str) -> None:
     os.rename(tmp, path)
 
 
-def fetch_summary(repo: Repo, name: str) -> bytes | None:
-    """The remote's ``summary`` file (file://, http:// and https:// URLs), or None if it has none."""
-    from urllib.error import HTTPError, URLError
-    from urllib.parse import unquote, urlparse
-    from urllib.request import urlopen
-
-    url = get_remote_url(repo, name)
-    if url.startswith("metalink="):
-        raise OstreeError(f"Remote \"{name}\" uses a metalink, which pyostree does not support")
-    u = urlparse(url)
-    if u.scheme == "file":
-        path = os.path.join(unquote(u.path), "summary")
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as e:
-            raise os_error(e, f"opening {path}") from None
-    if u.scheme in ("http", "https"):
-        full = url.rstrip("/") + "/summary"
-        try:
-            with urlopen(full, timeout=60) as resp:  # scheme checked above
-                data: bytes = resp.read()
-                return data
-        except HTTPError as e:
-            if e.code == 404:
-                return None
-            raise OstreeError(f"While fetching {full}: Server returned HTTP {e.code}") from None
-        except (URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise OstreeError(f"While fetching {full}: {reason}") from None
-    raise OstreeError(f"Unsupported URI scheme in remote \"{name}\": {url}")
-
-
-def remote_list_refs(repo: Repo, name: str) -> dict[str, str]:
-    """``ostree_repo_remote_list_refs``: the refs in the remote's summary (main list)."""
-    from pyostree.store import gvariant
-
-    data = fetch_summary(repo, name)
-    if data is None:
-        raise OstreeError("Remote refs not available; server has no summary file")
-    try:
-        refs, _md = gvariant.deserialize("(a(s(taya{sv}))a{sv})", data)
-    except gvariant.GVariantError as e:
-        raise OstreeError(f"Invalid summary of remote \"{name}\": {e}") from None
-    out: dict[str, str] = {}
-    for ref, (_size, csum, _meta) in refs:
-        if len(csum) == 32:
-            out[ref] = bytes(csum).hex()
-    return out
-
-
 def list_collection_refs(repo: Repo, match_collection_id: str | None = None) -> dict[tuple[str, str], str]:
     """Refs with their collection IDs: local (repo's collection), mirrors, remotes with one."""
     if match_collection_id is not None:

@@ -295,3 +295,4 @@ def read_summary(repo: Repo) -> bytes:
         raise os_error(e, "opening summary") from None
     with os.fdopen(fd, "rb") as f:
         return f.read()
+
