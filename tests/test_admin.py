@@ -356,8 +356,8 @@ def test_command_output_matches(osrepo: Path, tmp_path: Path, py: Run, c: Run) -
     assert any("Copying /etc changes: 0 modified, 0 removed, 0 added" in x for x in logs[0])
     from conftest import REAL_OSTREE
 
-    def norm(text: str) -> str:  # ostree prints argv[0] as invoked
-        return text.replace(f"{REAL_OSTREE} ", "ostree ")
+    def norm(text: str) -> str:  # ostree prints argv[0] as invoked, pyostree its own name
+        return text.replace(f"{REAL_OSTREE} ", "ostree ").replace("  pyostree ", "  ostree ")
 
     for sub in ("deploy", "status", "upgrade", "set-origin"):
         assert norm(py("admin", sub, "--help").out) == norm(c("admin", sub, "--help").out)

@@ -69,7 +69,7 @@ def _options_for(o: object, subpath: str | None) -> CheckoutOptions:
     g = o.__getattribute__
     at_path = bool(g("disable_cache") or g("whiteouts") or g("require_hardlinks") or g("union_add")
                    or g("force_copy") or g("force_copy_zerosized") or g("bareuseronly_dirs")
-                   or g("union_identical") or g("skip_list") or g("selinux_policy")
+                   or g("union_identical") or g("skip_list") is not None or g("selinux_policy")
                    or g("selinux_prefix") or g("process_passthrough_whiteouts"))
     opts = CheckoutOptions()
     opts.mode = CheckoutMode.USER if g("user_mode") else CheckoutMode.NONE
@@ -103,7 +103,7 @@ def _options_for(o: object, subpath: str | None) -> CheckoutOptions:
         opts.overwrite = OverwriteMode.UNION_IDENTICAL
     opts.process_whiteouts = bool(g("whiteouts"))
     opts.process_passthrough_whiteouts = bool(g("process_passthrough_whiteouts"))
-    if g("skip_list"):
+    if g("skip_list") is not None:
         opts.skip_paths = _read_skip_list(g("skip_list"))
     opts.no_copy_fallback = bool(g("require_hardlinks"))
     opts.force_copy = bool(g("force_copy"))
@@ -149,9 +149,9 @@ def run(ctx: Context, argv: list[str]) -> int:
     if o.fsync is not None and not _parse_bool(o.fsync):
         repo.disable_fsync = True
     if not args:
-        sys.stderr.write(f"Usage:\n  ostree {USAGE}\n\n{SUMMARY}\n\n")
+        sys.stderr.write(f"Usage:\n  pyostree {USAGE}\n\n{SUMMARY}\n\n")
         raise OstreeError("COMMIT must be specified")
-    if o.from_stdin or o.from_file:
+    if o.from_stdin or o.from_file is not None:
         destination = args[0]
         if o.from_stdin:
             data = sys.stdin.buffer.read()
@@ -170,5 +170,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     if o.composefs or o.composefs_noverity:
         _composefs(repo, o, commit, destination)
         return 0
+    if o.subpath == "":
+        raise OstreeError("No such file or directory: /")  # ostree's words for --subpath=
     checkout_tree(repo, commit, destination, _options_for(o, o.subpath))
     return 0

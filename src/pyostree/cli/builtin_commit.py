@@ -106,7 +106,7 @@ def run(ctx: Context, argv: list[str]) -> int:
 
     statoverride_adds: dict[str, int] = {}
     statoverride_sets: dict[str, int] = {}
-    if o.statoverride:
+    if o.statoverride is not None:  # --statoverride= names no file: an error, as ostree
         for line in _read_lines(o.statoverride):
             spc = line.find(" ")
             if spc < 0:
@@ -117,9 +117,9 @@ def run(ctx: Context, argv: list[str]) -> int:
                     statoverride_sets[fn] = int(float(line[1:spc])) & 0xFFFFFFFF
                 else:
                     statoverride_adds[fn] = int(float(line[:spc])) & 0xFFFFFFFF
-            except ValueError:
+            except (ValueError, OverflowError):  # "inf" and "nan" parse as floats
                 raise OstreeError(f"Malformed statoverride line '{line}'") from None
-    skip_list = set(_read_lines(o.skip_list)) if o.skip_list else set()
+    skip_list = set(_read_lines(o.skip_list)) if o.skip_list is not None else set()
 
     if o.canonical_permissions and o.owner_uid is not None and o.owner_uid > 0:
         raise OstreeError("Cannot specify both --canonical-permissions and non-zero --owner-uid")
@@ -132,9 +132,11 @@ def run(ctx: Context, argv: list[str]) -> int:
         refs.parse_refspec(o.branch)
 
     parent: str | None = None
-    if o.parent:
+    if o.parent is not None:
         if o.parent != "none":
-            parent = obj.validate_checksum(o.parent)
+            if not obj.is_valid_checksum(o.parent):
+                raise OstreeError(f"Invalid rev {o.parent}")
+            parent = o.parent
     elif not o.orphan:
         parent = refs.resolve_rev(repo, o.branch, allow_noent=True)
 
@@ -183,8 +185,11 @@ def run(ctx: Context, argv: list[str]) -> int:
 
     timestamp = parse_timestamp(o.timestamp) if o.timestamp else None
 
+    # as ostree: a negative --owner-uid/--owner-gid (its unset value is -1) leaves ownership alone
+    owner_uid = o.owner_uid if o.owner_uid is not None and o.owner_uid >= 0 else None
+    owner_gid = o.owner_gid if o.owner_gid is not None and o.owner_gid >= 0 else None
     modifier = CommitModifier(
-        owner_uid=o.owner_uid, owner_gid=o.owner_gid, skip_xattrs=o.no_xattrs,
+        owner_uid=owner_uid, owner_gid=owner_gid, skip_xattrs=o.no_xattrs,
         canonical_permissions=o.canonical_permissions, mode_ro_executables=o.mode_ro_executables,
         mode_adds=statoverride_adds, mode_overrides=statoverride_sets, skip_list=skip_list,
         devino_canonical=o.devino_canonical,

@@ -62,6 +62,46 @@ class Options:
         raise AttributeError(name)
 
 
+G_MININT = -(1 << 31)
+G_MAXINT = (1 << 31) - 1
+
+
+def strtol(text: str) -> tuple[int, int]:
+    """C ``strtol(text, &end, 0)``: (value, characters consumed); 0 consumed when nothing parses."""
+    i = 0
+    n = len(text)
+    while i < n and text[i] in " \t\n\v\f\r":
+        i += 1
+    neg = False
+    if i < n and text[i] in "+-":
+        neg = text[i] == "-"
+        i += 1
+    base = 10
+    if text[i:i + 2] in ("0x", "0X") and i + 2 < n and text[i + 2] in "0123456789abcdefABCDEF":
+        base = 16
+        i += 2
+    elif text[i:i + 1] == "0":
+        base = 8
+    start = i
+    digits = "0123456789abcdef"[:base]
+    while i < n and text[i].lower() in digits:
+        i += 1
+    if i == start:
+        return 0, 0
+    v = int(text[start:i], base)
+    return (-v if neg else v), i
+
+
+def parse_gint(value: str, name: str) -> int:
+    """An integer option as GOption parses it (``strtol`` base 0, 32-bit range), with its messages."""
+    v, used = strtol(value)
+    if not value or used != len(value):
+        raise OstreeError(f"Cannot parse integer value “{value}” for {name}")
+    if not G_MININT <= v <= G_MAXINT:
+        raise OstreeError(f"Integer value “{value}” for {name} out of range")
+    return v
+
+
 def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "") -> tuple[Options, list[str]]:
     # every ostree command also takes -v/--verbose (unless it has its own -v)
     by_long = {"verbose": Opt("verbose", "v", FLAG, dest="_verbose")}
@@ -79,10 +119,7 @@ def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "")
         elif o.kind == STRINGS:
             getattr(opts, o.key).append(value)
         elif o.kind == INT:
-            try:
-                setattr(opts, o.key, int(value or ""))
-            except ValueError:
-                raise OstreeError(f"Cannot parse integer value “{value}” for {name}") from None
+            setattr(opts, o.key, parse_gint(value or "", name))
 
     i = 0
     while i < len(argv):
@@ -137,7 +174,7 @@ def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "")
 
 def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
     """The ``--help`` text, laid out like GOption's."""
-    out = [f"Usage:\n  ostree {usage}", ""]
+    out = [f"Usage:\n  pyostree {usage}", ""]
     if summary:
         out += [summary, ""]
     rows: list[tuple[str, str]] = []
