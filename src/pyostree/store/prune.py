@@ -66,7 +66,7 @@ def parse_date(text: str, now: float | None = None) -> int:
     if loose is not None:
         return loose
     try:
-        return parse_timestamp(text, allow_negative=True)
+        return parse_timestamp(text)
     except OstreeError:
         raise OstreeError(f"Could not parse '{text}'") from None
 

@@ -21,21 +21,20 @@ _FORMATS = [
 ]
 
 
-def parse_timestamp(text: str, allow_negative: bool = False) -> int:
+def parse_timestamp(text: str) -> int:
     """Seconds since the epoch for the date forms ``ostree commit --timestamp`` accepts.
 
-    Range-checked: ostree's ``parse_datetime`` fails past a 64-bit ``time_t`` ("Could not
-    parse") and a date before 1970 would wrap in the commit's unsigned 64-bit timestamp;
-    pyostree refuses both.
+    Range-checked as ostree's ``parse_datetime``: a signed 64-bit ``time_t`` or "Could not
+    parse".  Dates before 1970 are accepted as ostree accepts them (upstream's test-prune.sh
+    commits "November 05 1955"): the commit stores them in two's complement, which ostree and
+    pyostree read back as the same negative time.
     """
     try:
         v = _parse_timestamp(text)
     except (OverflowError, ValueError, OSError):
         raise OstreeError(f"Could not parse '{text}'") from None
-    if v >= 1 << 63:
+    if not -(1 << 63) <= v < 1 << 63:
         raise OstreeError(f"Could not parse '{text}'")
-    if v < 0 and not allow_negative:
-        raise OstreeError(f"Timestamp '{text}' is before 1970 (commit timestamps are unsigned)")
     return v
 
 
@@ -112,7 +111,13 @@ def parse_datetime_words(text: str, now: float | None = None) -> int | None:
 
 
 def format_commit_date(ts: int) -> str:
-    """``2005-10-29 12:43:29 +0000`` (UTC), as ``ostree log``/``show`` print dates."""
+    """``2005-10-29 12:43:29 +0000`` (UTC), as ``ostree log``/``show`` print dates.
+
+    The stored timestamp is unsigned; like ostree (``g_date_time_new_from_unix_utc`` takes a
+    gint64) it is read as signed, so a commit made "before 1970" prints its date.
+    """
+    if ts >= 1 << 63:
+        ts -= 1 << 64
     try:
         d = _dt.datetime.fromtimestamp(ts, _dt.UTC)
     except (OverflowError, OSError, ValueError):

@@ -85,6 +85,21 @@ def _xattrs_from_pax(pax: Mapping[str, str]) -> obj.Xattrs:
     return obj.normalize_xattrs(found.items())
 
 
+class _TarData:
+    """An entry's data: a truncated archive is an OstreeError, not tarfile's ReadError."""
+
+    def __init__(self, f: IO[bytes] | None) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        if self._f is None:
+            return b""
+        try:
+            return self._f.read(n)
+        except tarfile.TarError as e:
+            raise OstreeError(f"Reading archive: {e}") from None
+
+
 def _check_id(name: str, field: str, value: int) -> None:
     try:
         obj.check_u32(value, field)
@@ -124,7 +139,7 @@ def _tar_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
             elif ti.isreg():
                 f = tar.extractfile(ti)
                 yield ArchiveEntry(ti.name, stat.S_IFREG | perm, ti.uid, ti.gid, ti.size, xattrs=xattrs,
-                                   reader=f)
+                                   reader=cast(IO[bytes], _TarData(f)))
             else:
                 kind = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK,
                         tarfile.FIFOTYPE: stat.S_IFIFO}.get(ti.type, 0)
@@ -508,7 +523,9 @@ def import_archive_to_mtree(repo: Repo, stream: BinaryIO, mtree: MutableTree,
                 raise OstreeError(f"Archive entry '{entry.name}': {e}", errno=e.errno) from None
             except OSError as e:
                 raise os_error(e, f"Archive entry '{entry.name}'") from None
-    except (EOFError, zlib_errors()) as e:
+            except tarfile.TarError as e:  # the entry's data ends early (a truncated archive)
+                raise OstreeError(f"Archive entry '{entry.name}': Reading archive: {e}") from None
+    except (EOFError, tarfile.TarError, zlib_errors()) as e:
         raise OstreeError(f"Reading archive: {e}") from None
     imp.finish()
 
