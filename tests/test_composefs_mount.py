@@ -183,3 +183,38 @@ def test_100k_file_tree_image_mounts(py, tmp_path: Path) -> None:
         assert (mnt / "dir-042" / "file-0999").read_bytes() == b"content %d\n" % ((42 + 999) % 1000)
         assert (mnt / "dir-099" / "file-0000").read_bytes() == b"content 99\n"
         assert stat.S_IMODE((mnt / "dir-007" / "file-0123").stat().st_mode) == 0o644
+
+
+def test_tree_deeper_than_the_python_stack(py, tmp_path: Path) -> None:
+    """1500 nested directories (deeper than Python's recursion limit) build and mount."""
+    from pyostree.store.objects import DirMeta, DirTree, FileInfo
+    from pyostree.store.repo import Repo, RepoMode
+    from pyostree.tree.commit import write_commit
+
+    repo = Repo.create(str(tmp_path / "repo"), RepoMode.BARE)
+    repo.disable_fsync = True
+    with repo.transaction():
+        leaf = repo.write_content(FileInfo(stat.S_IFREG | 0o644, 0, 0, 7), b"bottom\n")
+        meta = repo.write_dirmeta(DirMeta(0, 0, stat.S_IFDIR | 0o755))
+        tree = repo.write_dirtree(DirTree([("leaf", leaf)], []))
+        for _ in range(1500):
+            tree = repo.write_dirtree(DirTree([], [("d", tree, meta)]))
+        commit = write_commit(repo, parent=None, subject="deep", body="", metadata=[], root_contents=tree,
+                              root_meta=meta, timestamp=0)
+    repo.close()
+    image = tmp_path / "deep.cfs"
+    py("--repo", tmp_path / "repo", "checkout", "--composefs", commit, image)
+    with mounted(image, tmp_path / "repo" / "objects", tmp_path / "mnt") as mnt:
+        fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(1500):
+                nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+            leaf_fd = os.open("leaf", os.O_RDONLY, dir_fd=fd)
+            try:
+                assert os.read(leaf_fd, 100) == b"bottom\n"
+            finally:
+                os.close(leaf_fd)
+        finally:
+            os.close(fd)

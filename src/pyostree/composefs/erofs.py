@@ -327,7 +327,7 @@ def _rewrite_tree(root: CfsNode, version: int) -> None:
 
 
 class _Layout:
-    __slots__ = ("data_start", "has_acl", "inodes", "inodes_end", "min_mtime", "n_data_blocks",
+    __slots__ = ("has_acl", "inodes", "inodes_end", "min_mtime", "n_data_blocks",
                  "shared", "shared_size")
 
     def __init__(self) -> None:
@@ -338,7 +338,6 @@ class _Layout:
         self.shared_size = 0
         self.inodes_end = 0
         self.n_data_blocks = 0
-        self.data_start = 0
 
 
 def _sorted_children(node: CfsNode) -> list[tuple[bytes, CfsNode]]:

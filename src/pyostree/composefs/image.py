@@ -115,11 +115,23 @@ class _Builder:
             node.xattrs[_cname(xname)] = value
         return node
 
-    def directory(self, contents: str, meta: str, path: str) -> CfsNode:
+    def _dir_node(self, meta: str) -> CfsNode:
         dirmeta = self.repo.load_dirmeta(meta)
         node = CfsNode(dirmeta.mode, dirmeta.uid, dirmeta.gid)
         for xname, value in dirmeta.xattrs:
             node.xattrs[_cname(xname)] = value
+        return node
+
+    def directory(self, contents: str, meta: str, path: str) -> CfsNode:
+        """The tree below a dirtree/dirmeta pair (iteratively: trees may be deeper than the stack)."""
+        root = self._dir_node(meta)
+        stack = [(root, contents, path)]
+        while stack:
+            node, contents, path = stack.pop()
+            self._fill(node, contents, path, stack)
+        return root
+
+    def _fill(self, node: CfsNode, contents: str, path: str, stack: list[tuple[CfsNode, str, str]]) -> None:
         tree = self.repo.load_dirtree(contents)
         whiteouts: list[tuple[str, str]] = []
         for name, checksum in tree.files:
@@ -130,7 +142,9 @@ class _Builder:
             self._add(node, name, self.file_node(checksum), path)
         for name, subtree, submeta in tree.dirs:
             validate_filename(name)
-            self._add(node, name, self.directory(subtree, submeta, f"{path}{name}/"), path)
+            child = self._dir_node(submeta)
+            self._add(node, name, child, path)
+            stack.append((child, subtree, f"{path}{name}/"))
         markers = [(n, c) for n, c in whiteouts if n == OPAQUE_MARKER]
         for name, checksum in markers:
             self._passthrough(node, name, checksum, path)
@@ -144,7 +158,6 @@ class _Builder:
                 whiteouts_mod.passthrough_target(name, path + name)  # still validated
                 continue
             self._passthrough(node, name, checksum, path)
-        return node
 
     def _passthrough(self, node: CfsNode, name: str, checksum: str, path: str) -> None:
         from pyostree.tree import quoting
