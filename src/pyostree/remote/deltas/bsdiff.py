@@ -22,6 +22,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     import numpy.typing as npt
 
@@ -144,8 +146,15 @@ def _less(old: bytes, oi: int, new: bytes, ni: int) -> bool:
 
 
 class _Searcher:
-    """bsdiff's bisection over the suffix array, each step deciding on the
-    first eight bytes as integers where both sides have them."""
+    """bsdiff's bisection over the suffix array, step for step, made cheap.
+
+    Each suffix's first eight bytes, as a big-endian integer, are
+    non-decreasing along the array; the range of suffixes whose key equals
+    the query's is found with ``bisect``.  A bisection step left of that range
+    goes right, one right of it goes left, exactly as the byte comparison
+    would decide, so only steps inside the range (and at the few suffixes
+    shorter than eight bytes) compare bytes.
+    """
 
     def __init__(self, old: bytes, sa: IntArray) -> None:
         import array
@@ -156,27 +165,76 @@ class _Searcher:
         self.sa = array.array("q", sa.tobytes())
         keys = np.zeros(len(old) + 1, dtype=np.uint64)
         keys[:len(old)] = _prefix_keys(old, 8)
-        self.keys = array.array("Q", keys[sa].tobytes())
+        sorted_keys = keys[sa]
+        # a list bisects faster than an array (no boxing); it costs ~50 bytes an entry
+        self.keys: Sequence[int] = (sorted_keys.tolist() if len(old) < (1 << 22)
+                                    else array.array("Q", sorted_keys.tobytes()))
+        self.short = frozenset(np.flatnonzero(sa > len(old) - 8).tolist())
+        """Indices in the array of the suffixes shorter than eight bytes."""
+        self.tails = [old[i:] for i in range(max(len(old) - 7, 1), len(old))]
+        """Those suffixes themselves, but the empty one, and their first bytes."""
+        self.tail_starts = frozenset(t[0] for t in self.tails)
 
     def search(self, new: bytes, scan: int) -> tuple[int, int]:
         """(match length, position in old)."""
-        old, sa, keys = self.old, self.sa, self.keys
+        import bisect
+
+        old, sa, keys, short = self.old, self.sa, self.keys, self.short
         oldsize = len(old)
-        long_query = len(new) - scan >= 8
-        q = int.from_bytes(new[scan:scan + 8], "big") if long_query else 0
+        if len(new) - scan < 8:
+            return self._search_bytes(new, scan)
+        q = int.from_bytes(new[scan:scan + 8], "big")
+        lo = bisect.bisect_left(keys, q)
+        if oldsize < 2 or (new[scan] in self.tail_starts and any(new.startswith(t, scan) for t in self.tails)):
+            # a suffix shorter than eight bytes is a prefix of the query: the byte
+            # comparison says "not less" where the keys say "less"; take every step
+            hi = bisect.bisect_right(keys, q, lo)
+        elif lo == len(keys) or keys[lo] != q:
+            # no suffix starts with the query's eight bytes: every step compares
+            # as "index < lo", and the bisection ends around lo
+            st = min(max(lo - 1, 0), oldsize - 1)
+            x = self._matchlen(st, new, scan, q)
+            y = self._matchlen(st + 1, new, scan, q)
+            if x > y:
+                return x, sa[st]
+            return y, sa[st + 1]
+        else:
+            hi = bisect.bisect_right(keys, q, lo)
         st, en = 0, oldsize
         while en - st >= 2:
             x = st + (en - st) // 2
-            ox = sa[x]
-            if long_query and oldsize - ox >= 8:
-                kx = keys[x]
-                if kx != q:
-                    less = kx < q
-                else:
-                    less = _less(old, ox + 8, new, scan + 8)
+            if x in short:
+                less = _less(old, sa[x], new, scan)
+            elif x < lo:
+                less = True
+            elif x >= hi:
+                less = False
             else:
-                less = _less(old, ox, new, scan)
+                less = _less(old, sa[x] + 8, new, scan + 8)
             if less:
+                st = x
+            else:
+                en = x
+        x = self._matchlen(st, new, scan, q)
+        y = self._matchlen(en, new, scan, q)
+        if x > y:
+            return x, sa[st]
+        return y, sa[en]
+
+    def _matchlen(self, i: int, new: bytes, scan: int, q: int) -> int:
+        if i in self.short:
+            return _matchlen(self.old, self.sa[i], new, scan)
+        d = self.keys[i] ^ q
+        if d:
+            return (64 - d.bit_length()) // 8
+        return 8 + _matchlen(self.old, self.sa[i] + 8, new, scan + 8)
+
+    def _search_bytes(self, new: bytes, scan: int) -> tuple[int, int]:
+        old, sa = self.old, self.sa
+        st, en = 0, len(old)
+        while en - st >= 2:
+            x = st + (en - st) // 2
+            if _less(old, sa[x], new, scan):
                 st = x
             else:
                 en = x

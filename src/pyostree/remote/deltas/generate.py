@@ -335,26 +335,30 @@ def _names_intersect(a: list[str], b: list[str], fuzzy: bool) -> bool:
 
 
 def _similar_objects(repo: Repo, from_: str, to: str, new_content: set[str]) -> dict[str, str]:
-    """New regular files -> an old one with a shared basename and a size within 30% (as ostree)."""
-    old = sorted(_sizenames(repo, from_, None).items(), key=lambda kv: kv[1][0])
+    """New regular files -> an old one with a shared basename and a size within 30% (as ostree).
+
+    ostree walks the old files sorted by size from a lower bound that only
+    grows; a bisection over the old candidates' sizes finds the same window.
+    The thresholds are computed and truncated as ostree's (guint64 of a double).
+    """
+    import bisect
+
+    old = sorted(((size, csum, names) for csum, (size, names) in _sizenames(repo, from_, None).items()
+                  if _is_candidate(size, names)), key=lambda t: t[0])
+    old_sizes = [t[0] for t in old]
     new = sorted(_sizenames(repo, to, new_content).items(), key=lambda kv: kv[1][0])
     out: dict[str, str] = {}
     for csum, (size, names) in new:
         if not _is_candidate(size, names):
             continue
-        lo, hi = size * 0.7, size * 1.3
-        found = False
+        lo, hi = int(size * (1.0 - 30 / 100.0)), int(size * (1.0 + 30 / 100.0))
+        start = bisect.bisect_left(old_sizes, lo)
+        end = bisect.bisect_right(old_sizes, hi)
         for fuzzy in (False, True):
-            for ocsum, (osize, onames) in old:
-                if not _is_candidate(osize, onames) or osize < lo:
-                    continue
-                if osize > hi:
-                    break
-                if _names_intersect(onames, names, fuzzy):
-                    out[csum] = ocsum
-                    found = True
-                    break
-            if found:
+            match = next((ocsum for _osize, ocsum, onames in old[start:end]
+                          if _names_intersect(onames, names, fuzzy)), None)
+            if match is not None:
+                out[csum] = match
                 break
     return out
 
