@@ -166,6 +166,8 @@ class _Searcher:
         keys = np.zeros(len(old) + 1, dtype=np.uint64)
         keys[:len(old)] = _prefix_keys(old, 8)
         sorted_keys = keys[sa]
+        self.sa_np = sa
+        self.keys_np = sorted_keys
         # a list bisects faster than an array (no boxing); it costs ~50 bytes an entry
         self.keys: Sequence[int] = (sorted_keys.tolist() if len(old) < (1 << 22)
                                     else array.array("Q", sorted_keys.tobytes()))
@@ -174,6 +176,7 @@ class _Searcher:
         self.tails = [old[i:] for i in range(max(len(old) - 7, 1), len(old))]
         """Those suffixes themselves, but the empty one, and their first bytes."""
         self.tail_starts = frozenset(t[0] for t in self.tails)
+        self.short_np = np.array(sorted(self.short), dtype=np.int64)
 
     def search(self, new: bytes, scan: int) -> tuple[int, int]:
         """(match length, position in old)."""
@@ -221,6 +224,38 @@ class _Searcher:
             return x, sa[st]
         return y, sa[en]
 
+    def batch(self, new_keys: npt.NDArray[np.uint64], start: int, count: int) -> tuple[list[int], list[int]]:
+        """``search`` for the positions start, start + 1, ... at once, with numpy.
+
+        *new_keys* are the new file's 8-byte keys.  A position gets (length,
+        position in old) where the answer follows from the keys alone (no
+        suffix starts with the query's eight bytes, no short suffix is a
+        prefix of it, neither neighbour is a short suffix), else length -1:
+        ``search`` it.  Only positions with eight bytes left are covered.
+        """
+        import numpy as np
+
+        oldsize = len(self.old)
+        end = min(start + count, len(new_keys) - 7)
+        if end <= start or oldsize < 2:
+            return [], []
+        keys = self.keys_np
+        q = new_keys[start:end]
+        lo = np.searchsorted(keys, q, side="left")
+        exact = keys[np.minimum(lo, oldsize)] == q
+        for t in self.tails:
+            exact |= (q >> np.uint64(8 * (8 - len(t)))) == np.uint64(int.from_bytes(t, "big"))
+        st = np.clip(lo - 1, 0, oldsize - 1)
+        en = st + 1
+        exact |= np.isin(st, self.short_np) | np.isin(en, self.short_np)
+        x = _leading_zero_bytes(keys[st] ^ q)
+        y = _leading_zero_bytes(keys[en] ^ q)
+        first = x > y
+        lens = np.where(first, x, y)
+        lens[exact] = -1
+        poss = np.where(first, self.sa_np[st], self.sa_np[en])
+        return lens.tolist(), poss.tolist()
+
     def _matchlen(self, i: int, new: bytes, scan: int, q: int) -> int:
         if i in self.short:
             return _matchlen(self.old, self.sa[i], new, scan)
@@ -243,6 +278,16 @@ class _Searcher:
         if x > y:
             return x, sa[st]
         return y, sa[en]
+
+
+def _leading_zero_bytes(d: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """How many leading bytes of each (non-zero) 64-bit value are zero."""
+    import numpy as np
+
+    out = np.zeros(d.size, dtype=np.int64)
+    for k in range(1, 8):
+        out += d < np.uint64(1 << (64 - 8 * k))
+    return out
 
 
 def _count_equal(oa: ByteArray, na: ByteArray, old: bytes, new: bytes, oi: int, ni: int, m: int) -> int:
@@ -284,12 +329,24 @@ def diff(old: bytes, new: bytes) -> bytes:
     scan = length = pos = 0
     lastscan = lastpos = lastoffset = 0
     search = searcher.search
+    new_keys = _prefix_keys(new, 8)
+    # where the scan steps byte by byte (new data), searches go by batches
+    bstart = bend = 0
+    blens: list[int] = []
+    bposs: list[int] = []
     while scan < newsize:
         oldscore = 0
         scan += length
         scsc = scan
+        steps = 0
         while scan < newsize:
-            length, pos = search(new, scan)
+            if steps >= 16 and not bstart <= scan < bend:
+                blens, bposs = searcher.batch(new_keys, scan, 4096)
+                bstart, bend = scan, scan + len(blens)
+            if bstart <= scan < bend and blens[scan - bstart] >= 0:
+                length, pos = blens[scan - bstart], bposs[scan - bstart]
+            else:
+                length, pos = search(new, scan)
             # count the bytes of [scsc, scan + length) that the current alignment matches
             end = scan + length
             if scsc < end:
@@ -304,6 +361,7 @@ def diff(old: bytes, new: bytes) -> bytes:
             if 0 <= o < oldsize and old[o] == new[scan]:
                 oldscore -= 1
             scan += 1
+            steps += 1
         if length != oldscore or scan == newsize:
             m = min(scan - lastscan, oldsize - lastpos)
             lenf = _best_prefix(oa[lastpos:lastpos + m] == na[lastscan:lastscan + m]) if m > 0 else 0
