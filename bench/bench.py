@@ -491,7 +491,8 @@ class Bench:
                               pre=pre))
 
         need_bare = any(self.want(n) for n in ("recommit", "recommit-lcs", "checkout-hardlink",
-                                               "checkout-union", "fsck-bare", "pull-local"))
+                                               "checkout-union", "fsck-bare", "pull-local",
+                                               "composefs-image"))
         bare = self.ref_repo(wdir, src, "bare") if need_bare else ""
 
         # an unchanged tree (a hardlink checkout of the parent) committed on top of its parent
@@ -535,6 +536,25 @@ class Bench:
                 quiet(self.ostree.cmd(bare, "checkout", REF, udest[t.name]))
             ops.append(Op("checkout-union", "checkout --union over a checkout (bare)",
                           lambda t: t.cmd(bare, "checkout", "--union", REF, udest[t.name])))
+        # composefs: pyostree builds the image; the ostree column (2022.7 has no composefs) and
+        # the floor are the hardlink checkouts of the same commit by ostree and by pyostree
+        for name, flag in (("composefs-image", "--composefs"), ("composefs-image-noverity", "--composefs-noverity")):
+            if not self.want(name):
+                continue
+            py_tool = self.tools[0]
+
+            def cfs_cmd(t: Tool, flag: str = flag, py_tool: Tool = py_tool) -> list[str]:
+                if t is py_tool:
+                    return t.cmd(bare, "checkout", flag, REF, dest[t.name] + ".cfs")
+                return t.cmd(bare, "checkout", REF, dest[t.name])
+
+            def cfs_pre(t: Tool) -> None:
+                rm_rf(dest[t.name])
+                rm_rf(dest[t.name] + ".cfs")
+
+            ops.append(Op(name, f"checkout {flag} (pyostree) vs hardlink checkout (ostree; floor: pyostree)",
+                          cfs_cmd, pre=cfs_pre, floor=py_tool.cmd(bare, "checkout", REF, fdest),
+                          floor_pre=clean_floor, floor_label="pyostree checkout"))
         if self.want("fsck-bare"):
             ops.append(Op("fsck-bare", "fsck (bare)", lambda t: t.cmd(bare, "fsck")))
         if self.want("fsck-archive"):
@@ -684,6 +704,10 @@ class Bench:
                 self.results.append(measure(tree.name, op, self.tools, a.reps, a.warmup, True))
             if not a.keep:
                 rm_rf(wdir)
+        if not a.quick or any(o.startswith("container") for o in a.ops or []):
+            import container_bench  # the container rows (bench/container_bench.py)
+
+            self.results += container_bench.results(sys.modules[__name__], self)
         try:
             for op in self.startup_ops():
                 self.results.append(measure("-", op, self.tools, max(a.reps, 5), a.warmup, True))

@@ -356,8 +356,8 @@ def test_command_output_matches(osrepo: Path, tmp_path: Path, py: Run, c: Run) -
     assert any("Copying /etc changes: 0 modified, 0 removed, 0 added" in x for x in logs[0])
     from conftest import REAL_OSTREE
 
-    def norm(text: str) -> str:  # ostree prints argv[0] as invoked
-        return text.replace(f"{REAL_OSTREE} ", "ostree ")
+    def norm(text: str) -> str:  # ostree prints argv[0] as invoked, pyostree its own name
+        return text.replace(f"{REAL_OSTREE} ", "ostree ").replace("  pyostree ", "  ostree ")
 
     for sub in ("deploy", "status", "upgrade", "set-origin"):
         assert norm(py("admin", sub, "--help").out) == norm(c("admin", sub, "--help").out)
@@ -379,3 +379,71 @@ def test_etc_merge_never_writes_through_symlinks(tmp_path: Path) -> None:
     with pytest.raises(OstreeError, match="is a symlink"):
         merge_etc(repo, str(old), str(new))
     assert list(outside.iterdir()) == []
+
+
+@needs_ostree
+def test_remote_add_through_deployment_sysroot(tmp_path: Path, py: Run, c: Run) -> None:
+    """``--sysroot=DEPLOYMENT remote add``: a deployment (a non-physical sysroot) keeps its remotes
+    in its own etc/ostree/remotes.d; core.add-remotes-config-dir=false sends them to the repo config."""
+    results = {}
+    for name, tool in (("py", py), ("c", c)):
+        top = tmp_path / name
+        (top / "sysroot").mkdir(parents=True)
+        tool("admin", "init-fs", str(top / "sysroot"))
+        dep = top / "deploy"
+        (dep / "etc").mkdir(parents=True)
+        os.symlink("../sysroot", dep / "sysroot")
+        os.symlink("sysroot/ostree", dep / "ostree")
+        tool(f"--sysroot={dep}", "remote", "add", "--set=gpg-verify=false", "r1", "file:///srv/r1")
+        conf = dep / "etc/ostree/remotes.d/r1.conf"
+        repo_config = (top / "sysroot/ostree/repo/config").read_text()
+        tool(f"--repo={top}/sysroot/ostree/repo", "config", "set", "core.add-remotes-config-dir", "false")
+        tool(f"--sysroot={dep}", "remote", "add", "--set=gpg-verify=false", "r2", "file:///srv/r2")
+        results[name] = (conf.read_text(), "r1" in repo_config,
+                         (dep / "etc/ostree/remotes.d/r2.conf").exists(),
+                         'remote "r2"' in (top / "sysroot/ostree/repo/config").read_text(),
+                         tool(f"--repo={top}/sysroot/ostree/repo", "remote", "list").out)
+    assert results["py"] == results["c"]
+    conf_text, r1_in_config, r2_file, r2_in_config, listed = results["py"]
+    assert "file:///srv/r1" in conf_text and not r1_in_config
+    assert not r2_file and r2_in_config
+    assert listed.split() == ["r2"]  # r1 lives in the deployment's /etc, not this repo's
+
+
+def test_status_prints_gpg_lines_like_ostree(osrepo: Path, tmp_path: Path, py: Run, c: Run) -> None:
+    """``admin status`` (and ``--verify``) prints a signed deployment's signatures as ``GPG: ...``
+    lines, checked against the keyring of the remote named as the OS, as ostree does."""
+    import shutil
+    import subprocess
+
+    gpghome_src = Path("/usr/libexec/installed-tests/libostree/gpghome")
+    if not gpghome_src.is_dir() or shutil.which("gpg") is None:
+        pytest.skip("needs gpg and ostree's test keys (ostree-tests)")
+    home = tmp_path / "gpghome"
+    shutil.copytree(gpghome_src, home)
+    home.chmod(0o700)
+    signed = tmp_path / "signed-repo"
+    subprocess.run(["ostree", "init", f"--repo={signed}", "--mode=archive"], check=True)
+    subprocess.run(["ostree", f"--repo={signed}", "pull-local", str(osrepo), REF], check=True,
+                   capture_output=True)
+    subprocess.run(["ostree", f"--repo={signed}", "gpg-sign", f"--gpg-homedir={home}", REF,
+                    "7FCA23D8472CDAFA"], check=True, capture_output=True)
+    try:
+        outs = {}
+        for name, tool in (("py", py), ("c", c)):
+            sr = _sysroot(tmp_path, name, tool, c, signed)
+            tool(f"--repo={sr}/ostree/repo", "remote", "add", f"--gpg-import={home}/key1.asc",
+                 "--force", "testos", "file:///unused")
+            c(f"--repo={sr}/ostree/repo", "pull-local", "--remote=testos", signed, REF)
+            _deploy(tool, sr)
+            env = {**ENV, "OSTREE_SYSROOT": str(sr), "TZ": "UTC"}
+            plain = tool("admin", "status", env=env).out
+            verify = tool("admin", "status", "--verify", env=env).out
+            outs[name] = (plain, verify)
+        assert outs["py"] == outs["c"]
+        plain, verify = outs["py"]
+        assert "    GPG: Signature made" in plain and "Good signature from" in plain
+        assert verify.count("\nGPG: Signature made") == 1 and verify.endswith('>"\n\n')
+    finally:
+        subprocess.run(["gpg-connect-agent", "--homedir", str(home), "killagent", "/bye"],
+                       capture_output=True, check=False)

@@ -404,7 +404,7 @@ def test_fast_dirtree_reader_matches_strict_parser(nfiles: int, namelen: int) ->
 ], ids=lambda i: i[0])
 def test_fast_archive_header_matches_strict_parser(info: tuple[Any, ...]) -> None:
     from pyostree.store import objects as obj
-    from pyostree.tree.checkout import _archive_header
+    from pyostree.tree.checkout_write import _archive_header
 
     fi = obj.FileInfo(*info[1:])
     head = obj.zlib_file_header(fi) + b"payload"

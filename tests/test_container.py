@@ -316,8 +316,20 @@ def test_shared_layers_and_checkout_without_mount(tmp_path: Path, py) -> None:
                            f"{tmp_path}/co/layers/0 {tmp_path}/co/merged")
     assert _is_whiteout(tmp_path / "co/layers/1/etc/gone")
     assert os.getxattr(tmp_path / "co/layers/1/lib/old", "trusted.overlay.opaque") == b"y"
-    r = py(f"--repo={tmp_path}/r", "container", "checkout", "a", tmp_path / "co", check=False)
+    # re-run into the same destination: replaced, the unchanged layers reused; then another image
+    py(f"--repo={tmp_path}/r", "container", "checkout", "a", tmp_path / "co")
+    assert _is_whiteout(tmp_path / "co/layers/1/etc/gone")
+    ino0 = os.lstat(tmp_path / "co/layers/0").st_ino
+    py(f"--repo={tmp_path}/r", "container", "checkout", "b", tmp_path / "co")
+    assert os.lstat(tmp_path / "co/layers/0").st_ino == ino0  # the shared bottom layer was kept
+    assert not (tmp_path / "co/layers/1/etc/gone").exists()
+    assert sorted(os.listdir(tmp_path / "co")) == ["layers", "layers.json", "merged"]
+    # a directory that is not an earlier checkout is refused and left alone
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/keep").write_text("x")
+    r = py(f"--repo={tmp_path}/r", "container", "checkout", "a", tmp_path / "other", check=False)
     assert r.rc == 1 and "not empty" in r.err
+    assert os.listdir(tmp_path / "other") == ["keep"]
 
 
 def test_digests_verified(tmp_path: Path) -> None:
@@ -505,8 +517,11 @@ def test_checkout_of_non_image_refused(tmp_path: Path, py) -> None:
     assert r.rc == 1 and "is not a container image" in r.err
     r = py(f"--repo={tmp_path}/r", "container", "import", f"oci:{tmp_path}/nope", "x", check=False)
     assert r.rc == 1 and r.err == f"error: {tmp_path}/nope: not a directory\n"
-    r = py(f"--repo={tmp_path}/r", "container", "import", "docker://busybox", "x", check=False)
-    assert r.rc == 1 and "Unsupported transport 'docker'" in r.err
+    r = py(f"--repo={tmp_path}/r", "container", "import", "nosuch:busybox", "x", check=False)
+    assert r.rc == 1 and 'unknown transport "nosuch"' in r.err and "\\" not in r.err
+    r = py(f"--repo={tmp_path}/r", "container", "import", "docker://127.0.0.1:1/x:y", "x", check=False)
+    assert r.rc == 1 and r.err.startswith("error: Inspecting docker://127.0.0.1:1/x:y: ")
+    assert "connection refused" in r.err
 
 
 @needs_overlayfs

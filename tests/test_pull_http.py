@@ -142,7 +142,13 @@ def test_pull_into_every_mode_fscks_clean(py: Run, c: Run, tmp_path: Path, serve
     assert "HANCOCK" in md
     # nothing left to fetch the second time
     again = py(f"--repo={repo}", "pull", "origin:main")
-    assert again.out.startswith("0 metadata, 0 content objects fetched")
+    # counted as the real ostree counts them: the delta index and .commitmeta requests (404s included)
+    theirs = tmp_path / "theirs"
+    c("init", f"--repo={theirs}", f"--mode={mode}")
+    c(f"--repo={theirs}", "remote", "add", "--set=gpg-verify=false", "origin", f"{server.url}/archive")
+    assert c(f"--repo={theirs}", "pull", "origin", "main").out.split(";")[0] == r.out.split(";")[0]
+    assert c(f"--repo={theirs}", "pull", "origin", "main").out.split(";")[0] == again.out.split(";")[0]
+    assert " metadata, 0 content objects fetched" in again.out
 
 
 def test_pull_archive_objects_stored_as_served(py: Run, tmp_path: Path, server: Server) -> None:
@@ -213,13 +219,21 @@ def test_pull_mirror_all_refs(py: Run, c: Run, tmp_path: Path, server: Server) -
     assert c(f"--repo={repo}", "fsck").rc == 0
 
 
-def test_pull_localcache(py: Run, tmp_path: Path, server: Server) -> None:
+def test_pull_localcache(py: Run, c: Run, tmp_path: Path, server: Server) -> None:
     cache = _local(py, tmp_path / "cache", "archive", f"{server.url}/archive")
     py(f"--repo={cache}", "pull", "origin", "main")
     repo = _local(py, tmp_path / "repo", "bare-user", f"{server.url}/archive")
     r = py(f"--repo={repo}", "pull", f"--localcache-repo={cache}", "origin", "main")
-    assert r.out.startswith("0 metadata, 0 content objects fetched (")
-    assert "content local)" in r.out
+    assert "content objects fetched (" in r.out and "content local)" in r.out
+    theirs = tmp_path / "theirs"
+    c("init", f"--repo={theirs}", "--mode=bare-user")
+    c(f"--repo={theirs}", "remote", "add", "--set=gpg-verify=false", "origin", f"{server.url}/archive")
+    r2 = c(f"--repo={theirs}", "pull", f"--localcache-repo={cache}", "origin", "main")
+    assert r.out.split(";")[0] == r2.out.split(";")[0]
+    # the commit came from the cache, and so did its whole tree
+    assert not (repo / "state" / f"{server.main}.commitpartial").exists()
+    assert c(f"--repo={repo}", "fsck").rc == 0
+    c(f"--repo={repo}", "checkout", "origin:main", tmp_path / "co")
 
 
 def test_pull_corrupted_object_is_refused(py: Run, tmp_path: Path, server: Server) -> None:
@@ -342,3 +356,35 @@ def test_pull_large_object_spooled(py: Run, c: Run, tmp_path: Path, server: Serv
         served = sorted(p.relative_to(src) for p in src.glob("objects/*/*.filez"))
         assert served and all((repo / p).read_bytes() == (src / p).read_bytes() for p in served)
     assert not os.listdir(repo / "tmp") or all(not n.startswith("tmp") for n in os.listdir(repo / "tmp"))
+
+
+def test_remote_cookies_sent_like_ostree(tmp_path: Path, py: Run, c: Run) -> None:
+    """``remote add-cookie/delete-cookie/list-cookies`` keep REPO/NAME.cookies.txt as ostree does,
+    and a pull sends the jar's cookies: both tools pull from a server that demands them, with a
+    jar written by either tool, and both fail once one cookie is deleted."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    tree = make_sample_tree(tmp_path / "tree")
+    _ostree("init", f"--repo={srv}/repo", "--mode=archive")
+    _ostree(f"--repo={srv}/repo", "commit", "-b", "main", f"--tree=dir={tree}")
+    url = _serve(srv, "--expected-cookies", "foo=bar", "--expected-cookies", "baz=badger") + "/repo"
+    for writer, reader in ((py, py), (py, c), (c, py)):
+        repo = tmp_path / f"repo-{id(writer)}-{id(reader)}"
+        reader("init", f"--repo={repo}", "--mode=archive")
+        reader(f"--repo={repo}", "remote", "add", "--set=gpg-verify=false", "origin", url)
+        assert reader(f"--repo={repo}", "pull", "origin", "main", check=False).rc != 0
+        writer(f"--repo={repo}", "remote", "add-cookie", "origin", "127.0.0.1", "/", "foo", "bar")
+        writer(f"--repo={repo}", "remote", "add-cookie", "origin", "127.0.0.1", "/", "baz", "badger")
+        reader(f"--repo={repo}", "pull", "origin", "main")
+        writer(f"--repo={repo}", "remote", "delete-cookie", "origin", "127.0.0.1", "/", "baz", "badger")
+        jar = (repo / "origin.cookies.txt").read_text()
+        assert "foo\tbar" in jar and "badger" not in jar
+        reader(f"--repo={repo}", "prune", "--refs-only", "--depth=0")
+        os.unlink(repo / "refs/remotes/origin/main")
+        reader(f"--repo={repo}", "prune", "--refs-only")
+        assert reader(f"--repo={repo}", "pull", "origin", "main", check=False).rc != 0
+    listed = py(f"--repo={repo}", "remote", "list-cookies", "origin").out
+    assert re.fullmatch(r"--\nDomain: 127\.0\.0\.1\nPath: /\nName: foo\nSecure: FALSE\n"
+                        r"Expires: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000\nValue: bar\n", listed)
+    bad = py(f"--repo={repo}", "remote", "add-cookie", "../x", "h", "/", "n", "v", check=False)
+    assert bad.rc == 1 and bad.err.startswith("error: ") and not (tmp_path / "x.cookies.txt").exists()

@@ -152,7 +152,21 @@ def test_special_files_need_opt_in(tmp_path: Path, py, c) -> None:
     ours = py("commit", f"--repo={tmp_path}/p", "-b", "x", tree, check=False)
     theirs = c("commit", f"--repo={tmp_path}/c", "-b", "x", tree, check=False)
     assert ours.rc == theirs.rc == 1
-    assert ours.err == theirs.err == "error: Not a regular file or symlink: fifo\n"
+    assert theirs.err == "error: Not a regular file or symlink: fifo\n"
+    # ostree's message, then the full path and the flag that commits it
+    assert ours.err == (f"error: Not a regular file or symlink: fifo ({tree}/fifo is a FIFO; "
+                        "use --quote-special-files to commit it)\n")
+    os.mknod(tree / "wh", stat.S_IFCHR | 0o600, 0)
+    os.unlink(tree / "fifo")
+    ours = py("commit", f"--repo={tmp_path}/p", "-b", "x", tree, check=False)
+    assert ours.err == (f"error: Not a regular file or symlink: wh ({tree}/wh is an overlayfs whiteout, "
+                        "a char device 0:0; use --retarget-whiteouts to commit it)\n")
+    os.unlink(tree / "wh")
+    os.mknod(tree / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    ours = py("commit", f"--repo={tmp_path}/p", "-b", "x", tree, check=False)
+    assert "(" + str(tree) + "/null is a char device 1:3; use --quote-special-files to commit it)" in ours.err
+    os.unlink(tree / "null")
+    os.mkfifo(tree / "fifo")
     # --retarget-whiteouts alone quotes only whiteouts
     r = py("commit", f"--repo={tmp_path}/p", "-b", "x", "--retarget-whiteouts", tree, check=False)
     assert r.rc == 1 and "fifo" in r.err

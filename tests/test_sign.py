@@ -227,3 +227,29 @@ def test_dummy_engine_as_ostree(py, c, tmp_path, sample_tree) -> None:  # type: 
            env={"OSTREE_DUMMY_SIGN_ENABLED": "0"})
     assert r.rc == 1 and r.err == "error: No valid signatures found\n"
     assert os.path.exists(repo / "objects" / _rev(repo)[:2] / f"{_rev(repo)[2:]}.commitmeta")
+
+
+@needs_gpg
+def test_remote_gpg_list_keys_like_ostree(py, c, tmp_path, gpghome) -> None:  # type: ignore[no-untyped-def]
+    """``remote gpg-list-keys [NAME]``: the remote's keyring, or the global keyrings of
+    $OSTREE_GPG_HOME; text (incl. WKD update URLs) identical to the real ostree's."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    outs = {}
+    for name, tool in (("py", py), ("c", c)):
+        repo = tmp_path / f"repo-{name}"
+        tool("init", f"--repo={repo}", "--mode=archive")
+        tool("remote", "add", f"--repo={repo}", "R1", "http://example.com/repo")
+        env = {"OSTREE_GPG_HOME": str(empty), "TZ": "UTC"}
+        none = tool("remote", "gpg-list-keys", f"--repo={repo}", "R1", env=env).out
+        tool("remote", "gpg-import", f"--repo={repo}", f"--keyring={gpghome}/key1.asc", "R1", env=env)
+        remote = tool("remote", "gpg-list-keys", f"--repo={repo}", "R1", env=env).out
+        glob = tool("remote", "gpg-list-keys", f"--repo={repo}",
+                    env={**env, "OSTREE_GPG_HOME": str(gpghome / "trusted")}).out
+        outs[name] = (none, remote, glob)
+    assert outs["py"] == outs["c"]
+    none, remote, glob = outs["py"]
+    assert none == ""
+    assert remote.startswith("Key: 5E65DE75AB1C501862D476347FCA23D8472CDAFA\n")
+    assert "  Direct update URL: https://test.com/.well-known/openpgpkey/hu/" in remote
+    assert glob.count("\nKey: ") + glob.startswith("Key: ") == 3

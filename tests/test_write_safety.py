@@ -225,3 +225,35 @@ def test_concurrent_commits_and_prunes(tmp_path: Path, py: Run, c: Run) -> None:
     verify_refs(repo)
     fsck_ok(c, repo)
     assert len(c(f"--repo={repo}", "refs").out.split()) == 3
+
+
+@pytest.mark.parametrize("tool", ["py", "c"])
+def test_commit_cleans_stale_staging_dirs(tool: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A commit removes staging dirs no transaction holds (another boot's, a killed writer's) and
+    keeps one whose ``NAME-lock`` a live transaction holds, the lock protocol libostree uses: both
+    tools agree on it, so each respects the other's live transactions."""
+    import fcntl
+    import struct
+
+    run = request.getfixturevalue(tool)
+    repo = tmp_path / "repo"
+    run("init", f"--repo={repo}", "--mode=bare-user")
+    stale = repo / "tmp" / "staging-4072029c-8b10-60d1-d31b-8422eeff9b42-aaaaaa"
+    live = repo / "tmp" / "staging-5072029c-8b10-60d1-d31b-8422eeff9b42-bbbbbb"
+    for d in (stale, live):
+        (d / "ab").mkdir(parents=True)
+        (d / "ab" / "junk.file").write_bytes(b"x")
+    lock_fd = os.open(f"{live}-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # an open-file-description write lock, as libglnx's glnx_make_lock_file takes
+        fcntl.fcntl(lock_fd, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))
+        tree = tmp_path / "t"
+        tree.mkdir()
+        (tree / "f").write_text("x")
+        run(f"--repo={repo}", "commit", "-b", "main", f"--tree=dir={tree}")
+        assert not stale.exists()
+        assert live.is_dir()
+    finally:
+        os.close(lock_fd)
+    assert sorted(p.name for p in (repo / "tmp").iterdir() if p.name.startswith("staging-")) == \
+        [live.name, live.name + "-lock"]

@@ -247,8 +247,6 @@ def cmd_deploy(argv: list[str]) -> int:
 def cmd_status(argv: list[str]) -> int:
     a = Admin("status", argv, [o.Opt("verify", "V", help="Print the commit verification status")], "")
     sr = a.sysroot()
-    if a.opts.verify:
-        raise OstreeError("--verify is not supported by pyostree")
     booted = sr.booted_deployment
     pending = rollback = None
     if booted is not None:
@@ -284,8 +282,85 @@ def cmd_status(argv: list[str]) -> int:
                        else "    origin: <unknown origin type>")
             if isinstance(source_title, str):
                 out.append(f"    `- {source_title}")
+            if not a.opts.verify:
+                out += _gpg_status_lines(sr, d, refspec)
+        if a.opts.verify:
+            out.append(_verify_text(sr, d))
     print("\n".join(out))
     return 0
+
+
+def _gpg_status_lines(sr: Sysroot, d: Deployment, refspec: str | None) -> list[str]:
+    """``GPG: ...`` lines of ``admin status`` when the origin's remote verifies GPG signatures: the
+    commit's signatures checked against the keyring of the remote named as the OS, as ostree does
+    (``ostree_repo_verify_commit_for_remote(repo, csum, osname)``); an unsigned commit prints none."""
+    if refspec is None:
+        return []
+    from pyostree.remote.gpg import commit_signatures, remote_gpg_verify, verify_commit
+    from pyostree.store.refs import parse_refspec
+
+    try:
+        remote, _ref = parse_refspec(refspec)
+    except OstreeError:
+        return []
+    if remote is None:
+        return []
+    try:
+        gpg_verify = remote_gpg_verify(sr.repo, remote)
+    except OstreeError:
+        return []  # no such remote: ostree ignores the lookup's error and prints nothing
+    if not gpg_verify:
+        return []
+    if not commit_signatures(sr.repo, d.csum):
+        return []
+    result = verify_commit(sr.repo, d.csum, d.osname)
+    return "".join(s.describe("    GPG: ") for s in result.signatures).splitlines()
+
+
+def _verify_text(sr: Sysroot, d: Deployment) -> str:
+    """``admin status --verify``: ``ostree_repo_signature_verify_commit_data`` for the origin's
+    remote: every enabled verifier (GPG, sign-verify) must find a good signature; their text follows
+    (GPG lines unindented, then the signature engine's message), and a blank line after it."""
+    from pyostree.remote.gpg import commit_signatures, remote_gpg_verify, verify_commit
+    from pyostree.remote.sign import remote_verifiers, verify_for_remote
+    from pyostree.store.objects import ObjectType
+    from pyostree.store.refs import parse_refspec
+
+    try:
+        data = sr.repo.load_metadata(ObjectType.COMMIT, d.csum)
+    except OstreeError:
+        raise OstreeError("Cannot verify, failed to load commit") from None
+    if d.origin is None:
+        raise OstreeError("Cannot verify deployment with no origin")
+    refspec = d.origin.get("origin", "refspec")
+    if refspec is None:
+        raise OstreeError("No origin/refspec, cannot verify")
+    remote, _ref = parse_refspec(refspec)
+    if remote is None:
+        raise OstreeError("Cannot verify deployment without remote")
+    detached = sr.repo.load_detached_metadata(d.csum)
+    if detached is None:
+        raise OstreeError("Can't verify commit without detached metadata")
+    gpg = remote_gpg_verify(sr.repo, remote)
+    verifiers = remote_verifiers(sr.repo, remote)
+    if not gpg and not verifiers:
+        raise OstreeError(f"Cannot verify commit for remote {remote}; GPG verification disabled, "
+                          "and no signapi verifiers configured")
+    text = ""
+    if gpg:
+        if not commit_signatures(sr.repo, d.csum):
+            raise OstreeError("GPG verification enabled, but no signatures found "
+                              "(use gpg-verify=false in remote config to disable)")
+        result = verify_commit(sr.repo, d.csum, remote)
+        result.require_valid()
+        text = "".join(s.describe("GPG: ") for s in result.signatures)
+    if verifiers:
+        try:
+            message = verify_for_remote(verifiers, data, detached)
+        except OstreeError as e:
+            raise OstreeError(f"Can't verify commit: {e}") from None
+        text = (text + "\n" if text else "") + message
+    return text  # ends in a newline; the line break after it makes the blank line ostree prints
 
 
 def _indexed(sr: Sysroot, text: str) -> Deployment:
@@ -549,7 +624,22 @@ def cmd_unlock(argv: list[str]) -> int:
     raise OstreeError("admin unlock is not implemented by pyostree (it needs a booted deployment)")
 
 
+def cmd_composefs_mount(argv: list[str]) -> int:
+    """pyostree only (not in --help): mount deployment INDEX through its .ostree.cfs, as at boot."""
+    a = Admin("composefs-mount", argv, [], "INDEX MOUNTPOINT",
+              "Mount deployment INDEX read-only through its composefs image (pyostree)")
+    sr = a.sysroot()
+    if len(a.args) != 2:
+        raise a.fail("INDEX and MOUNTPOINT must be specified")
+    d = _indexed(sr, a.args[0])
+    from pyostree.composefs.deploy import mount_deployment
+
+    mount_deployment(sr.abspath("ostree/repo"), sr.abspath(d.dirpath), a.args[1])
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "composefs-mount": cmd_composefs_mount,
     "init-fs": cmd_init_fs,
     "os-init": cmd_os_init,
     "deploy": cmd_deploy,

@@ -39,7 +39,7 @@ _REPO = Opt("repo", None, STRING, "Path to OSTree repository (defaults to /sysro
 
 
 def _usage() -> str:
-    lines = ["Usage:", "  ostree remote [OPTION…] COMMAND", "", "Remote commands that may involve internet access",
+    lines = ["Usage:", "  pyostree remote [OPTION…] COMMAND", "", "Remote commands that may involve internet access",
              "", 'Builtin "remote" Commands:']
     for name, summary in SUBCOMMANDS.items():
         lines.append(f"  {name:<17} {summary}")
@@ -52,9 +52,17 @@ def _usage() -> str:
 
 def _open(ctx: Context, o: Options) -> Repo:
     if getattr(o, "sysroot", None):
+        import os
+
         from pyostree.store.repo import Repo as _Repo
 
-        return _Repo.open(f"{o.sysroot.rstrip('/')}/ostree/repo")
+        root = o.sysroot.rstrip("/") or "/"
+        repo = _Repo.open(os.path.join(root, "ostree/repo"))
+        # a deployment (it has a /sysroot inside) is a non-physical sysroot: its /etc gets the
+        # remote configs, as ostree_sysroot_is_physical() decides
+        if os.path.lexists(os.path.join(root, "sysroot")):
+            repo.sysroot_dir = root
+        return repo
     return ctx.open_repo()
 
 
@@ -126,9 +134,11 @@ def _add(ctx: Context, argv: list[str]) -> int:
         options["sign-verify"] = ",".join(signs)
     if o.collection_id is not None:
         options["collection-id"] = o.collection_id
+    # read the key file before anything is written: a bad --gpg-import leaves no remote behind
+    keys = _read_key_files([o.gpg_import]) if o.gpg_import is not None else None
     remotes.add_remote(repo, name, url, options, if_not_exists=bool(o.if_not_exists), replace=bool(o.force))
-    if o.gpg_import is not None:
-        _import_keys(repo, name, _read_key_files([o.gpg_import]), [])
+    if keys is not None:
+        _import_keys(repo, name, keys, [])
     return 0
 
 
@@ -202,21 +212,52 @@ def _gpg_import(ctx: Context, argv: list[str]) -> int:
     return 0
 
 
-def _unsupported(name: str, usage: str, specs: list[Opt]) -> Callable[[Context, list[str]], int]:
-    def run(ctx: Context, argv: list[str]) -> int:
-        parse(argv, specs, usage, SUBCOMMANDS[name])
-        mod = None
-        try:
-            import importlib
+def _add_cookie(ctx: Context, argv: list[str]) -> int:
+    usage, summary = "remote add-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME VALUE", "Add a cookie to remote"
+    _, args = parse(argv, [], usage, summary)
+    repo = ctx.open_repo()
+    if len(args) < 5:
+        raise usage_fail("NAME, DOMAIN, PATH, COOKIE_NAME and VALUE must be specified", usage, summary, [])
+    from pyostree.remote.cookies import add_cookie
 
-            mod = importlib.import_module(f"pyostree.cli.remote_{name.replace('-', '_')}")
-        except ModuleNotFoundError:
-            pass
-        if mod is not None:
-            rc: int = mod.run(ctx, argv)
-            return rc
-        raise OstreeError(f"remote {name} is not implemented yet")
-    return run
+    add_cookie(repo, *args[:5])
+    return 0
+
+
+def _delete_cookie(ctx: Context, argv: list[str]) -> int:
+    usage, summary = "remote delete-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME", "Remove one cookie from remote"
+    _, args = parse(argv, [], usage, summary)
+    repo = ctx.open_repo()
+    if len(args) < 4:
+        raise usage_fail("NAME, DOMAIN, PATH and COOKIE_NAME must be specified", usage, summary, [])
+    from pyostree.remote.cookies import delete_cookie
+
+    delete_cookie(repo, *args[:4])
+    return 0
+
+
+def _list_cookies(ctx: Context, argv: list[str]) -> int:
+    usage, summary = "remote list-cookies [OPTION…] NAME", "Show remote repository cookies"
+    _, args = parse(argv, [], usage, summary)
+    repo = ctx.open_repo()
+    if not args:
+        raise usage_fail("NAME must be specified", usage, summary, [])
+    from pyostree.remote.cookies import format_cookies, list_cookies
+
+    sys.stdout.write(format_cookies(list_cookies(repo, args[0])))
+    return 0
+
+
+def _gpg_list_keys(ctx: Context, argv: list[str]) -> int:
+    usage, summary = "remote gpg-list-keys [OPTION…] [NAME]", "Show remote GPG keys"
+    _, args = parse(argv, [], usage, summary)
+    repo = ctx.open_repo()
+    if len(args) > 1:
+        raise usage_fail("Too many arguments", usage, summary, [])
+    from pyostree.remote.gpgkeys import format_keys, list_keys
+
+    sys.stdout.write(format_keys(list_keys(repo, args[0] if args else None)))
+    return 0
 
 
 def _refs(ctx: Context, argv: list[str]) -> int:
@@ -255,10 +296,10 @@ _HANDLERS: dict[str, Callable[[Context, list[str]], int]] = {
     "show-url": _show_url,
     "list": _list,
     "gpg-import": _gpg_import,
-    "gpg-list-keys": _unsupported("gpg-list-keys", "remote gpg-list-keys [OPTION…] NAME", []),
-    "add-cookie": _unsupported("add-cookie", "remote add-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME VALUE", []),
-    "delete-cookie": _unsupported("delete-cookie", "remote delete-cookie [OPTION…] NAME DOMAIN PATH COOKIE_NAME", []),
-    "list-cookies": _unsupported("list-cookies", "remote list-cookies [OPTION…] NAME", []),
+    "gpg-list-keys": _gpg_list_keys,
+    "add-cookie": _add_cookie,
+    "delete-cookie": _delete_cookie,
+    "list-cookies": _list_cookies,
     "refs": _refs,
     "summary": _summary,
 }

@@ -49,7 +49,7 @@ REINDEX_OPTIONS = [Opt("to", None, STRING, "Only update delta index to revision 
 
 
 def _usage() -> str:
-    lines = ["Usage:", "  ostree static-delta [OPTION…] COMMAND", "", 'Builtin "static-delta" Commands:']
+    lines = ["Usage:", "  pyostree static-delta [OPTION…] COMMAND", "", 'Builtin "static-delta" Commands:']
     lines += [f"  {name:<17}{desc}" for name, desc in SUBCOMMANDS]
     return "\n".join(lines) + "\n\n"
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "checksum": "Checksum a file or directory",
     "commit": "Commit a new revision",
     "config": "Change repo configuration settings",
+    "container": "Import, check out, list, remove and export container images",
     "diff": "Compare directory TARGETDIR against revision REV",
     "export": "Stream COMMIT to stdout in tar format",
     "find-remotes": "Find remotes to serve the given refs",
@@ -50,9 +51,7 @@ COMMANDS: dict[str, str] = {
     "summary": "Manage summary metadata",
 }
 # Commands that work but are not listed in `--help`
-HIDDEN_COMMANDS: dict[str, str] = {
-    "container": "Import and check out OCI/container images",
-}
+HIDDEN_COMMANDS: dict[str, str] = {}
 
 # Commands that need no repository
 NO_REPO = {"admin", "checksum", "init", "container"}
@@ -98,14 +97,14 @@ def _version() -> str:
     # Only what pyostree really implements: scripts probe this list (e.g. for
     # gpgme) to decide which checks to run, and a feature claimed but missing
     # turns a skip into a failure.
-    features = ["libarchive", "gpgme", "sign-ed25519", "release", "overlayfs-whiteouts", "container"]
+    features = ["libarchive", "gpgme", "sign-ed25519", "release", "overlayfs-whiteouts", "container", "composefs"]
     lines = ["libostree:", f" Version: '{OSTREE_COMPAT_VERSION}'", f" pyostree: '{__version__}'", " Features:"]
     lines += [f"  - {f}" for f in features]
     return "\n".join(lines)
 
 
 def _usage(out: object = None) -> str:
-    lines = ["Usage:", "  ostree [OPTION…] COMMAND", "", "Builtin Commands:"]
+    lines = ["Usage:", "  pyostree [OPTION…] COMMAND", "", "Builtin Commands:"]
     for name, summary in COMMANDS.items():
         lines.append(f"  {name:<17} {summary}")
     lines += ["", "Help Options:",
@@ -135,7 +134,7 @@ def _find_extension(argv: list[str]) -> str | None:
 
 def _generic_help(command: str) -> str:
     summary = COMMANDS.get(command) or HIDDEN_COMMANDS.get(command, "")
-    return (f"Usage:\n  ostree {command} [OPTION…]\n\n{summary}\n\n"
+    return (f"Usage:\n  pyostree {command} [OPTION…]\n\n{summary}\n\n"
             "Help Options:\n  -h, --help        Show help options\n\n"
             "Application Options:\n"
             "  -v, --verbose     Print debug information during command processing\n"
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:
         # an unexpected OS failure still gets a clean one-line error
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        where = f" ({e.filename})" if isinstance(getattr(e, "filename", None), str) else ""  # not an fd
         sys.stderr.write(f"error: {e.strerror or e}{where}\n")
         return 1
     except (ValueError, RecursionError, MemoryError, UnicodeError) as e:

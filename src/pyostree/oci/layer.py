@@ -37,6 +37,7 @@ from pyostree.tree.quoting import OPAQUE_MARKER, SPECIAL_PREFIX, WHITEOUT_PREFIX
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import IO, Any
 
 OCI_WHITEOUT = ".wh."
@@ -283,6 +284,17 @@ class _Builder:
                 self.implicit.add(path)
         return t
 
+    def _under_non_dir(self, parts: list[str]) -> bool:
+        """Whether an earlier entry of this layer made a component of *parts* a non-directory."""
+        t = self.root
+        for p in parts:
+            if p in t.files:
+                return True
+            if p not in t.subdirs:
+                return False
+            t = t.ensure_dir(p)
+        return False
+
     def _put_file(self, parent: MutableTree, name: str, csum: str) -> None:
         if name in parent.subdirs:
             parent.remove(name)
@@ -291,6 +303,9 @@ class _Builder:
     # -- entries ------------------------------------------------------------
     def add(self, m: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
         entry = m.name
+        for field, value in (("uid", m.uid), ("gid", m.gid)):
+            if not 0 <= value <= obj.U32_MAX:
+                raise self._err(entry, f"{field} {value} out of range (0 to {obj.U32_MAX})")
         parts = self._split(entry)
         if not parts:  # the layer root
             if not m.isdir():
@@ -308,6 +323,11 @@ class _Builder:
         path = "/" + "/".join(parts)
         if name.startswith((WHITEOUT_PREFIX, SPECIAL_PREFIX)):
             raise self._err(entry, "name reserved for ostree's quoting of whiteouts/special files")
+        if name.startswith(OCI_WHITEOUT) and self._under_non_dir(parts[:-1]):
+            # umoci 0.4.7 writes "d" (now a file) then "d/.wh.x" for what was under the old
+            # directory: the file already hides all of it, so, as umoci and containers/storage
+            # do, the whiteout is a no-op
+            return
         parent = self._parent(entry, parts[:-1])
         if m.isdir():
             if name in parent.files:
@@ -419,7 +439,7 @@ class _Builder:
 
 
 def import_layer_stream(repo: Repo, raw: VerifyingReader, diff_id: str, *, special: bool = False,
-                        where: str = "layer") -> LayerResult:
+                        where: str = "layer", progress: Callable[[int], None] | None = None) -> LayerResult:
     """Parse the layer blob *raw* into a tree (objects written in the open transaction).
 
     Verifies the blob digest/size (via *raw*) and that the uncompressed stream
@@ -430,8 +450,10 @@ def import_layer_stream(repo: Repo, raw: VerifyingReader, diff_id: str, *, speci
         dec = _decompressor(raw)
         hashed = _Hashing(dec)
         with tarfile.open(fileobj=_TarTail(hashed), mode="r|", tarinfo=_SafeTarInfo) as tf:  # type: ignore[call-overload]
-            for m in tf:
+            for n, m in enumerate(tf, 1):
                 b.add(m, tf)
+                if progress is not None:
+                    progress(n)
         b.finish()
         got = hashed.drain()
         blob = raw.finish()

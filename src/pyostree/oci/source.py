@@ -29,7 +29,8 @@ REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 MAX_JSON = 4 << 20
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
-__all__ = ["Descriptor", "ImageSource", "VerifyingReader", "open_image", "validate_digest"]
+__all__ = ["Descriptor", "ImageSource", "Platform", "VerifyingReader", "open_image", "select_platform",
+           "validate_digest"]
 
 
 def validate_digest(d: object, where: str) -> str:
@@ -115,6 +116,7 @@ class ImageSource:
     diff_ids: list[str] = field(default_factory=list)
     _dir: str | None = None
     _tar: tarfile.TarFile | None = None
+    cleanup_dir: str | None = None  # a temporary copy (skopeo), removed by close()
     _members: dict[str, tarfile.TarInfo] = field(default_factory=dict)
 
     # -- blob access ----------------------------------------------------------
@@ -173,6 +175,11 @@ class ImageSource:
         if self._tar is not None:
             self._tar.close()
             self._tar = None
+        if self.cleanup_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.cleanup_dir, ignore_errors=True)
+            self.cleanup_dir = None
 
     def __enter__(self) -> ImageSource:
         return self
@@ -194,10 +201,68 @@ def _norm_member(name: str) -> str:
 
 def _host_arch() -> str:
     m = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
+            "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x"}.get(m, m)
 
 
-def _select_from_index(src: ImageSource, index: Any, tag: str | None, where: str) -> Descriptor:
+@dataclass
+class Platform:
+    """``OS/ARCH[/VARIANT]`` as in an image index's ``platform``."""
+
+    os: str
+    arch: str
+    variant: str = ""
+
+    @classmethod
+    def parse(cls, s: str) -> Platform:
+        parts = s.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise OstreeError(f"Invalid platform '{s}' (expected OS/ARCH[/VARIANT], e.g. linux/arm64/v8)")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+    @classmethod
+    def host(cls) -> Platform:
+        m = platform.machine()
+        variant = {"armv7l": "v7", "armv6l": "v6"}.get(m, "")
+        return cls("linux", _host_arch(), variant)
+
+    def __str__(self) -> str:
+        return f"{self.os}/{self.arch}" + (f"/{self.variant}" if self.variant else "")
+
+    def matches(self, p: object) -> bool:
+        if not isinstance(p, dict) or p.get("os") != self.os or p.get("architecture") != self.arch:
+            return False
+        v = p.get("variant") or ""
+        if not self.variant or not v:
+            return True
+        return bool(v == self.variant)
+
+
+def _plat_str(m: object) -> str:
+    p = m.get("platform") if isinstance(m, dict) else None
+    if not isinstance(p, dict):
+        return "(no platform)"
+    return "/".join(str(x) for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+
+
+def select_platform(index: Any, want: Platform | None, where: str) -> tuple[Descriptor, Platform]:
+    """The manifest of *index* for *want* (default: the host); a clear error lists the platforms."""
+    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+        raise OstreeError(f"Invalid image index {where}")
+    manifests = [m for m in index["manifests"] if isinstance(m, dict)]
+    plat = want or Platform.host()
+    found = [m for m in manifests if plat.matches(m.get("platform"))]
+    if plat.variant == "" and len(found) > 1:  # prefer an entry without a variant, then the first
+        found.sort(key=lambda m: bool((m.get("platform") or {}).get("variant")))
+    if not found:
+        have = ", ".join(_plat_str(m) for m in manifests) or "none"
+        raise OstreeError(f"No image for platform {plat} in {where} (it has: {have}); "
+                          "choose one with --platform OS/ARCH[/VARIANT]")
+    return Descriptor.parse(found[0], where), plat
+
+
+def _select_from_index(src: ImageSource, index: Any, tag: str | None, where: str,
+                       want: Platform | None = None) -> Descriptor:
     if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
         raise OstreeError(f"Invalid image index {where}")
     manifests = index["manifests"]
@@ -207,20 +272,18 @@ def _select_from_index(src: ImageSource, index: Any, tag: str | None, where: str
         if not found:
             raise OstreeError(f"No image tagged '{tag}' in {where}")
         manifests = found
-    if len(manifests) > 1:
-        arch = _host_arch()
-        plat = [m for m in manifests if isinstance(m, dict) and isinstance(m.get("platform"), dict)
-                and m["platform"].get("os") == "linux" and m["platform"].get("architecture") == arch]
-        if len(plat) >= 1:
-            manifests = plat[:1]
-        else:
-            raise OstreeError(f"{where} holds {len(manifests)} images; name one with :TAG")
     if not manifests:
         raise OstreeError(f"No image in {where}")
+    if len(manifests) > 1 or want is not None:
+        with_plat = [m for m in manifests if isinstance(m, dict) and isinstance(m.get("platform"), dict)]
+        if len(with_plat) == len(manifests):
+            return select_platform({"manifests": manifests}, want, where)[0]
+        if len(manifests) > 1:
+            raise OstreeError(f"{where} holds {len(manifests)} images; name one with :TAG")
     return Descriptor.parse(manifests[0], where)
 
 
-def _load_oci(src: ImageSource, tag: str | None, where: str) -> None:
+def _load_oci(src: ImageSource, tag: str | None, where: str, want: Platform | None = None) -> None:
     layout_desc = Descriptor("", None, None, "oci-layout")
     try:
         layout = _json(src.read_blob(layout_desc, f"{where}/oci-layout"), f"{where}/oci-layout")
@@ -230,12 +293,12 @@ def _load_oci(src: ImageSource, tag: str | None, where: str) -> None:
         raise OstreeError(f"{where}: unsupported imageLayoutVersion")
     index = _json(src.read_blob(Descriptor("", None, None, "index.json"), f"{where}/index.json"),
                   f"{where}/index.json")
-    desc = _select_from_index(src, index, tag, where)
+    desc = _select_from_index(src, index, tag, where, want)
     for _depth in range(4):
         if desc.media_type not in MEDIA_INDEX:
             break
         sub = _json(src.read_blob(desc, f"image index {desc.digest}"), f"image index {desc.digest}")
-        desc = _select_from_index(src, sub, None, f"image index {desc.digest}")
+        desc = select_platform(sub, want, f"image index {desc.digest}")[0]
     if desc.media_type and desc.media_type not in MEDIA_MANIFEST:
         raise OstreeError(f"Unsupported manifest media type {desc.media_type} in {where}")
     assert desc.digest is not None
@@ -299,7 +362,7 @@ def _load_docker_archive(src: ImageSource, path: str) -> None:
     _load_diff_ids(src)
 
 
-def open_image(spec: str) -> ImageSource:
+def open_image(spec: str, *, platform: Platform | None = None) -> ImageSource:
     """Open ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or ``docker-archive:FILE``."""
     transport, sep, rest = spec.partition(":")
     if not sep or not rest:
@@ -316,7 +379,7 @@ def open_image(spec: str) -> ImageSource:
             tf, members = _open_tar(path)
             src = ImageSource(transport, _tar=tf, _members=members)
         try:
-            _load_oci(src, tag, path)
+            _load_oci(src, tag, path, platform)
         except BaseException:
             src.close()
             raise

@@ -30,6 +30,7 @@ from pyostree.store.objects import ObjectType, Record
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
+    from pyostree.remote.remotes import Remote
     from pyostree.store.repo import Repo
 
 GPGSIGS_KEY = "ostree.gpgsigs"
@@ -457,7 +458,7 @@ def _add_key_details(home: str, keyrings: list[str], sigs: list[Signature]) -> N
         s.key_exp_timestamp_primary = expiry_of.get(info[1], 0)
 
 
-def _read_dir_keyrings(path: str) -> list[bytes]:
+def read_dir_keyrings(path: str) -> list[bytes]:
     out: list[bytes] = []
     try:
         names = sorted(os.listdir(path))
@@ -521,6 +522,31 @@ def _import_key_files(paths: list[str]) -> bytes:
     return res.stdout
 
 
+def remote_keyrings(repo: Repo, r: Remote) -> tuple[bool, list[bytes]]:
+    """(has its own keyring file, keyrings) of remote *r*: ``REPO/NAME.trustedkeys.gpg`` (or a
+    parent repo's), then the key files its ``gpgkeypath`` names."""
+    keyrings: list[bytes] = []
+    data = _remote_keyring(repo, r.keyring)
+    if data is not None:
+        keyrings.append(data)
+    paths = r.options.get("gpgkeypath")
+    if paths is not None:
+        key_files: list[str] = []
+        for p in _keypath_list(paths):
+            try:
+                names = sorted(os.listdir(p) if p else os.listdir(""))
+            except NotADirectoryError:
+                key_files.append(p)
+                continue
+            except OSError as e:
+                raise OstreeError(f"opendir({p}): {e.strerror}") from None
+            key_files += [os.path.join(p, n) for n in names if os.path.isfile(os.path.join(p, n))
+                          and not os.path.islink(os.path.join(p, n))]
+        if key_files:
+            keyrings.append(_import_key_files(key_files))
+    return data is not None, keyrings
+
+
 def collect_keyrings(repo: Repo, remote: str | None, keyringdir: str | None = None,
                      extra_keyring: str | None = None) -> list[bytes]:
     """The keyrings ``_ostree_repo_gpg_prepare_verifier`` would load; *remote* None means all remotes."""
@@ -529,32 +555,14 @@ def collect_keyrings(repo: Repo, remote: str | None, keyringdir: str | None = No
     keyrings: list[bytes] = []
     add_global = True
     if remote is None:
-        keyrings += _read_dir_keyrings(repo.path)
+        keyrings += read_dir_keyrings(repo.path)
     else:
-        r = get_remote(repo, remote)
-        data = _remote_keyring(repo, r.keyring)
-        if data is not None:
-            keyrings.append(data)
-            add_global = False
-        paths = r.options.get("gpgkeypath")
-        if paths is not None:
-            key_files: list[str] = []
-            for p in _keypath_list(paths):
-                try:
-                    names = sorted(os.listdir(p) if p else os.listdir(""))
-                except NotADirectoryError:
-                    key_files.append(p)
-                    continue
-                except OSError as e:
-                    raise OstreeError(f"opendir({p}): {e.strerror}") from None
-                key_files += [os.path.join(p, n) for n in names if os.path.isfile(os.path.join(p, n))
-                              and not os.path.islink(os.path.join(p, n))]
-            if key_files:
-                keyrings.append(_import_key_files(key_files))
+        has_keyring, keyrings = remote_keyrings(repo, get_remote(repo, remote))
+        add_global = not has_keyring
     if add_global:
-        keyrings += _read_dir_keyrings(global_keyring_dir())
+        keyrings += read_dir_keyrings(global_keyring_dir())
     if keyringdir is not None:
-        keyrings += _read_dir_keyrings(keyringdir)
+        keyrings += read_dir_keyrings(keyringdir)
     if extra_keyring is not None:
         try:
             with open(extra_keyring, "rb") as f:

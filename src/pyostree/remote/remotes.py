@@ -1,8 +1,9 @@
 """Remote configuration, stored as ostree does in the repo config: ``[remote "NAME"]``.
 
 Remotes may also come from ``*.conf`` files in a remotes directory (the
-repository's ``core.remotes-config-dir``, or ``/etc/ostree/remotes.d`` for the
-system repository); those are read, and deleted when the remote is deleted.
+repository's ``core.remotes-config-dir``, or ``etc/ostree/remotes.d`` of the sysroot for the
+system repository or one opened through a deployment); those are read, written by
+``remote add`` unless ``core.add-remotes-config-dir`` is false, and deleted with the remote.
 """
 
 from __future__ import annotations
@@ -45,13 +46,28 @@ class Remote(Record):
         return f"{self.name}.trustedkeys.gpg"
 
 
-def _remotes_dirs(repo: Repo) -> list[str]:
+SYSCONF_REMOTES = "etc/ostree/remotes.d"
+
+
+def remotes_config_dir(repo: Repo) -> str | None:
+    """Where remote ``*.conf`` files live for *repo* (libostree's ``get_remotes_d_dir``).
+
+    ``core.remotes-config-dir`` (below the sysroot when there is one), else ``etc/ostree/remotes.d``
+    of the sysroot: ``/`` for the system repository, the deployment for a repository opened
+    through a non-physical sysroot; None for any other repository (remotes live in its config).
+    """
+    sysroot = repo.sysroot_dir
+    if sysroot is None and os.path.realpath(repo.path) in ("/ostree/repo", "/sysroot/ostree/repo"):
+        sysroot = "/"
     d = repo.config.get("core", "remotes-config-dir")
     if d:
-        return [d]
-    if os.path.realpath(repo.path) == "/ostree/repo" or os.path.realpath(repo.path) == "/sysroot/ostree/repo":
-        return ["/etc/ostree/remotes.d"]
-    return []
+        return d if sysroot is None else os.path.join(sysroot, d.lstrip("/"))
+    return None if sysroot is None else os.path.join(sysroot, SYSCONF_REMOTES)
+
+
+def _remotes_dirs(repo: Repo) -> list[str]:
+    d = remotes_config_dir(repo)
+    return [d] if d is not None else []
 
 
 def list_remotes(repo: Repo) -> dict[str, Remote]:
@@ -151,6 +167,17 @@ def add_remote(repo: Repo, name: str, url: str | None, options: dict[str, Remote
         kf.remove_group(group)
         _apply(kf, group, url, options or {})
         _write_text(existing.file, kf.to_data())
+        return
+    d = remotes_config_dir(repo)
+    if d is not None and repo.config.get_bool("core", "add-remotes-config-dir", True):
+        # a system repository's remotes go to remotes.d, one file each (libostree's default)
+        kf = KeyFile()
+        _apply(kf, group, url, options or {})
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise os_error(e, f"mkdir({d})") from None
+        _write_text(os.path.join(d, f"{name}.conf"), kf.to_data())
         return
     repo.config.remove_group(group)
     _apply(repo.config, group, url, options or {})

@@ -12,25 +12,26 @@ A repository is a directory::
 Objects are written into the transaction's staging directory and renamed into
 ``objects/`` when the transaction commits, after a ``syncfs`` when
 ``core.fsync`` is on, so an interrupted writer never leaves a partial object.
+Publishing the staging directory, the transaction and lock contexts and the
+threaded object writer are in transaction.py.
 """
 
 from __future__ import annotations
 
 import enum
 import errno
-import fcntl
 import os
 import stat
-import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from pyostree.errors import NotFoundError, OstreeError, os_error
 from pyostree.store import gvariant
 from pyostree.store import objects as obj
 from pyostree.store.files import (
     CHUNK,
+    _InflateReader,
     boot_id,
     copy_fd,
     list_xattrs,
@@ -46,10 +47,19 @@ from pyostree.store.files import (
 )
 from pyostree.store.keyfile import KeyFile
 from pyostree.store.objects import Commit, DirMeta, DirTree, FileInfo, ObjectType
+from pyostree.store.transaction import (
+    _WRITE_THREADS,
+    _AsyncWriter,
+    _RepoLock,
+    _Transaction,
+    cleanup_tmpdir,
+    lock_tmpdir,
+    publish_staged,
+    unlock_tmpdir,
+)
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
-    from concurrent.futures import Future
     from typing import BinaryIO
 
 OSTREE_TIMESTAMP = 0
@@ -105,42 +115,22 @@ class ContentObject:
             return f.read()
 
 
-class _InflateReader:
-    """A read-only stream over an archive object's raw-deflate payload."""
-
-    def __init__(self, f: BinaryIO, offset: int, what: str) -> None:
-        self._f = f
-        self._f.seek(offset)
-        self._d = zlib.decompressobj(-15)
-        self._buf = b""
-        self._eof = False
-        self._what = what
-
-    def read(self, n: int = -1) -> bytes:
-        while not self._eof and (n < 0 or len(self._buf) < n):
-            chunk = self._f.read(CHUNK)
-            try:
-                if chunk:
-                    self._buf += self._d.decompress(chunk)
-                else:
-                    self._buf += self._d.flush()
-                    self._eof = True
-            except zlib.error as e:
-                raise OstreeError(f"Corrupted {self._what}: {e}") from None
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> _InflateReader:
-        return self
-
-    def __exit__(self, *a: object) -> None:
-        self.close()
+def _zlib_level(text: str | None) -> int:
+    """``[archive] zlib-level`` as libostree reads it: ``g_ascii_strtoull`` clamped to 1..9."""
+    if text is None:
+        return DEFAULT_ZLIB_LEVEL
+    t = text.lstrip()
+    neg = t[:1] == "-"
+    t = t[1:] if t[:1] in ("+", "-") else t
+    digits = ""
+    for ch in t:
+        if not "0" <= ch <= "9":
+            break
+        digits += ch
+    n = int(digits) if digits else 0
+    if neg and n:
+        n = 1 << 64  # strtoull negates in unsigned arithmetic: a huge value
+    return max(1, min(9, n))
 
 
 class Repo:
@@ -156,7 +146,10 @@ class Repo:
         self.disable_xattrs = config.get_bool("core", "disable-xattrs", False)
         self.disable_fsync = not config.get_bool("core", "fsync", True)
         self.per_object_fsync = config.get_bool("core", "per-object-fsync", False)
-        self.zlib_level = config.get_int("core", "zlib-level", DEFAULT_ZLIB_LEVEL)
+        self.zlib_level = _zlib_level(config.get("archive", "zlib-level"))
+        self.sysroot_dir: str | None = None
+        """Set when opened through a deployment's (non-physical) sysroot: remote configs then go to
+        its ``etc/ostree/remotes.d`` (libostree's ``OSTREE_REPO_SYSROOT_KIND_VIA_SYSROOT``)."""
         self._parent: Repo | None = None
         parent = config.get("core", "parent")
         if parent:
@@ -165,6 +158,7 @@ class Repo:
         self._tmp_dfd: int | None = None
         self._staging_dfd: int | None = None
         self._staging_name: str | None = None
+        self._staging_lock_fd: int | None = None
         self._staged: set[str] = set()
         self._staged_dirs: set[str] = set()
         self._writer: _AsyncWriter | None = None
@@ -277,7 +271,7 @@ class Repo:
     # -- locking ------------------------------------------------------------
     def lock(self, exclusive: bool = False) -> _RepoLock:
         """Hold ostree's repository lock (``.lock``, OFD lock) for a ``with`` block."""
-        return _RepoLock(self, exclusive)
+        return _RepoLock(self.dfd, exclusive)
 
     # -- object lookup ------------------------------------------------------
     def _loose_path(self, checksum: str, objtype: ObjectType) -> str:
@@ -331,9 +325,8 @@ class Repo:
             return cached
         _owner, fd = self._open_object(objtype, checksum)
         try:
-            st = os.fstat(fd)
-            if st.st_size > obj.MAX_METADATA_SIZE:
-                raise OstreeError(f"Metadata object {checksum}.{objtype.value} is too large ({st.st_size} bytes)")
+            # no size bound on local objects, as libostree (whose commit writes dirtrees over
+            # OSTREE_MAX_METADATA_SIZE for wide directories): that bound is for pulls only
             data = read_all(fd)
         finally:
             os.close(fd)
@@ -389,11 +382,8 @@ class Repo:
             if self.mode is RepoMode.ARCHIVE:
                 fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
                 try:
-                    head = os.pread(fd, 65536, 0)
-                    hlen, variant = obj.parse_lenprefixed_header(head, what)
-                    if hlen > len(head):
-                        head = os.pread(fd, hlen, 0)
-                        hlen, variant = obj.parse_lenprefixed_header(head, what)
+                    head = obj.pread_head(fd, what, 0)
+                    _hlen, variant = obj.parse_lenprefixed_header(head, what)
                 finally:
                     os.close(fd)
                 info = obj.parse_zlib_file_header(variant, what)
@@ -409,7 +399,7 @@ class Repo:
                 uid, gid, mode, xattrs = obj.filemeta_parse(meta, what)
                 if stat.S_ISLNK(mode):
                     with open(os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd), "rb") as f:
-                        target_b = f.read(4097)
+                        target_b = f.read()  # no bound but the file (libostree reads it whole)
                     try:
                         target = target_b.rstrip(b"\0").decode("utf-8")
                     except UnicodeDecodeError:
@@ -446,7 +436,7 @@ class Repo:
         fd = os.open(co.relpath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=co.repo.dfd)
         f = os.fdopen(fd, "rb")
         if co.repo.mode is RepoMode.ARCHIVE:
-            head = f.read(65536)
+            head = obj.pread_head(fd, what, 0)
             hlen, _ = obj.parse_lenprefixed_header(head, what)
             return _InflateReader(f, hlen, what)  # type: ignore[return-value]
         return f
@@ -494,6 +484,9 @@ class Repo:
             pass
         self._tmp_dfd = self._open_dir("tmp")
         name = f"staging-{boot_id()}-{random_token(6)}"
+        # lock first, then create: a staging dir that exists is always either locked by its
+        # transaction or stale (libostree's _ostree_repo_try_lock_tmpdir protocol, shared with it)
+        self._staging_lock_fd = lock_tmpdir(self._tmp_dfd, name)
         os.mkdir(name, 0o755, dir_fd=self._tmp_dfd)
         self._staging_name = name
         self._staging_dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._tmp_dfd)
@@ -510,48 +503,8 @@ class Repo:
             raise OstreeError("OSTREE_REPO_TEST_ERROR_PRE_COMMIT")
         if not self.disable_fsync:
             syncfs(self._staging_dfd)
-        # move staged objects into objects/; commit objects last, so that an
-        # interrupted rename never leaves a commit whose tree is missing.
-        # A staged XX/ that objects/ lacks (a fresh repository) and that holds no
-        # commit moves in one rename of the directory instead of one per object.
-        # rename(2) replaces no non-empty directory (then ours go one by one), and
-        # writers (ostree's too) move objects in by path, so an objects/XX/ another
-        # writer has just made, still empty, may be replaced without losing anything.
-        present = set(os.listdir(self._objects_dfd))
-        commit_prefixes = {k[:2] for k in self._staged if k[64:] == "commit"}
-        per_object: list[str] = []
-        for prefix in sorted(self._staged_dirs):
-            if prefix not in present and prefix not in commit_prefixes:
-                try:
-                    os.rename(prefix, prefix, src_dir_fd=self._staging_dfd, dst_dir_fd=self._objects_dfd)
-                    continue
-                except OSError as e:
-                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                        raise
-            per_object.append(prefix)
-        for commits_pass in (False, True):
-            for prefix in per_object:
-                if not commits_pass:
-                    try:
-                        os.mkdir(prefix, 0o755, dir_fd=self._objects_dfd)
-                    except FileExistsError:
-                        pass
-                pdfd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._staging_dfd)
-                try:
-                    for name in os.listdir(pdfd):
-                        if name.endswith(".commit") == commits_pass:
-                            os.rename(name, f"{prefix}/{name}", src_dir_fd=pdfd, dst_dir_fd=self._objects_dfd)
-                finally:
-                    os.close(pdfd)
-        if not self.disable_fsync:
-            if len(per_object) < len(self._staged_dirs):
-                os.fsync(self._objects_dfd)  # the moved directories' own entries
-            for prefix in per_object:
-                fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._objects_dfd)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        publish_staged(self._staging_dfd, self._objects_dfd, self._staged, self._staged_dirs,
+                       fsync=not self.disable_fsync)
         from pyostree.store import refs as _refs
 
         for (remote, ref), csum in self.txn_refs.items():
@@ -568,17 +521,43 @@ class Repo:
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
-        rm_rf_at(self._tmp_dfd, self._staging_name)
+        tmp_dfd = self._tmp_dfd
+        try:
+            rm_rf_at(tmp_dfd, self._staging_name)
+        finally:
+            if self._staging_dfd is not None:
+                os.close(self._staging_dfd)
+            self._release_staging_lock()
+            self._staging_dfd = None
+            self._tmp_dfd = None
+            self._staging_name = None
+            self._staged.clear()
+            self._staged_dirs.clear()
+            self.txn_refs = {}
+            self._lock_shared_for_txn.__exit__(None, None, None)
+        try:
+            cleanup_tmpdir(tmp_dfd)  # other boots' and crashed writers' staging dirs
+        except OSError as e:
+            raise os_error(e, "tmpdir cleanup") from None
+        finally:
+            os.close(tmp_dfd)
+
+    def _abandon_transaction(self) -> None:
+        """Leave the staging dir behind, as ostree does for debugging (OSTREE_REPO_TEST_ERROR)."""
         if self._staging_dfd is not None:
             os.close(self._staging_dfd)
-        os.close(self._tmp_dfd)
         self._staging_dfd = None
-        self._tmp_dfd = None
-        self._staging_name = None
-        self._staged.clear()
-        self._staged_dirs.clear()
-        self.txn_refs = {}
+        if self._tmp_dfd is not None:
+            self._release_staging_lock()
+            os.close(self._tmp_dfd)
+            self._tmp_dfd = None
         self._lock_shared_for_txn.__exit__(None, None, None)
+
+    def _release_staging_lock(self) -> None:
+        if self._staging_lock_fd is not None:
+            assert self._tmp_dfd is not None and self._staging_name is not None
+            unlock_tmpdir(self._tmp_dfd, self._staging_name, self._staging_lock_fd)
+            self._staging_lock_fd = None
 
     def transaction(self) -> _Transaction:
         """``with repo.transaction():`` commits on success, aborts on error."""
@@ -720,6 +699,19 @@ class Repo:
 
     def _write_content_object(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
                               src_fd: int | None) -> None:
+        """Stage one content object; a failure names it (``Writing content object CSUM: ...``)."""
+        try:
+            self._write_content_object_inner(sdfd, checksum, info, data, src_fd)
+        except OstreeError as e:
+            raise OstreeError(f"Writing content object {checksum}: {e}", errno=e.errno) from None
+        except OSError as e:
+            what = f"Writing content object {checksum}"
+            if e.errno == errno.E2BIG and self.mode is RepoMode.BARE_USER:
+                what += ": fsetxattr(user.ostreemeta)"  # the only xattr bare-user sets itself
+            raise os_error(e, what) from None
+
+    def _write_content_object_inner(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
+                                    src_fd: int | None) -> None:
         tmp = random_name()
         mode = self.mode
         if info.is_symlink and mode in (RepoMode.BARE, RepoMode.BARE_USER_ONLY):
@@ -840,108 +832,6 @@ class Repo:
         return _refs.resolve_rev(self, rev, allow_noent)
 
 
-_WRITE_THREADS = min(4, os.cpu_count() or 1) if os.environ.get("PYOSTREE_WRITE_THREADS") is None \
-    else int(os.environ["PYOSTREE_WRITE_THREADS"])
-_MAX_INFLIGHT = 64
-_MAX_INFLIGHT_BYTES = 16 << 20
-
-
-class _AsyncWriter:
-    """Object writes running in a few threads; bounded in count and bytes held.
-
-    ``wait_for`` blocks until a given object is on disk, ``drain`` until all
-    are; the first failure is re-raised in the caller's thread.
-    """
-
-    def __init__(self) -> None:
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=_WRITE_THREADS, thread_name_prefix="pyostree-write")
-        self._pending: dict[str, Future[None]] = {}
-        self._queue: deque[tuple[str, Future[None], int]] = deque()
-        self._bytes = 0
-
-    def submit(self, key: str, nbytes: int, fn: Callable[..., None], *args: object) -> None:
-        fut = self._pool.submit(fn, *args)
-        self._pending[key] = fut
-        self._queue.append((key, fut, nbytes))
-        self._bytes += nbytes
-        while self._queue and (len(self._queue) > _MAX_INFLIGHT or self._bytes > _MAX_INFLIGHT_BYTES):
-            self._pop()
-
-    def _pop(self) -> None:
-        key, fut, nbytes = self._queue.popleft()
-        self._bytes -= nbytes
-        self._pending.pop(key, None)
-        fut.result()
-
-    def wait_for(self, key: str) -> None:
-        fut = self._pending.get(key)
-        if fut is not None:
-            fut.result()
-
-    def drain(self) -> None:
-        while self._queue:
-            self._pop()
-
-    def shutdown(self) -> None:
-        """Wait for every write (errors ignored: the transaction is going away)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._queue.clear()
-        self._pending.clear()
-
-
-class _Transaction:
-    def __init__(self, repo: Repo) -> None:
-        self.repo = repo
-
-    def __enter__(self) -> Repo:
-        self.repo.prepare_transaction()
-        return self.repo
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.repo.commit_transaction()
-        else:
-            # leave the staging dir as ostree does for debugging only when the test hook asks
-            if os.environ.get("OSTREE_REPO_TEST_ERROR"):
-                if self.repo._staging_dfd is not None:
-                    os.close(self.repo._staging_dfd)
-                self.repo._staging_dfd = None
-                if self.repo._tmp_dfd is not None:
-                    os.close(self.repo._tmp_dfd)
-                    self.repo._tmp_dfd = None
-                self.repo._lock_shared_for_txn.__exit__(None, None, None)
-            else:
-                self.repo.abort_transaction()
-
-
-_FLOCK = "hhxxxxqqi4x"
-
-
-class _RepoLock:
-    def __init__(self, repo: Repo, exclusive: bool) -> None:
-        self.repo = repo
-        self.exclusive = exclusive
-        self.fd: int | None = None
-
-    def __enter__(self) -> _RepoLock:
-        fd = os.open(".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600, dir_fd=self.repo.dfd)
-        ltype = fcntl.F_WRLCK if self.exclusive else fcntl.F_RDLCK
-        try:
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, struct.pack(_FLOCK, ltype, os.SEEK_SET, 0, 0, 0))
-        except OSError:
-            fcntl.flock(fd, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
-        self.fd = fd
-        return self
-
-    def __exit__(self, *a: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the fd releases the OFD lock
-            self.fd = None
-
-
 # ---------------------------------------------------------------------------
 # object-writing helpers
 
@@ -965,4 +855,3 @@ def _chunks(data: bytes | None, src_fd: int | None) -> Iterator[bytes]:
             return
         off += len(chunk)
         yield chunk
-

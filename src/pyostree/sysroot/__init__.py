@@ -7,7 +7,7 @@ See core.py for the on-disk layout.  Public API:
 """
 
 from pyostree.sysroot.bootconfig import BootConfig
-from pyostree.sysroot.core import Sysroot
+from pyostree.sysroot.deploy import Sysroot
 from pyostree.sysroot.deployment import Deployment
 from pyostree.sysroot.kargs import KernelArgs
 

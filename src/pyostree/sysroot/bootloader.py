@@ -10,6 +10,10 @@
 
 ``sysroot.bootloader`` in the repository config selects one explicitly
 (``none``, ``auto``, ``syslinux``, ``uboot``, ``grub2``).
+
+A boot loader sees the sysroot only through a :class:`BootTarget` (its fd,
+its path and a function giving the BLS entries of a boot version): this
+module needs nothing of the Sysroot class.
 """
 
 from __future__ import annotations
@@ -24,8 +28,25 @@ from pyostree.sysroot.kargs import KernelArgs
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
-    from pyostree.sysroot.core import Sysroot
+    from collections.abc import Callable
+
+    from pyostree.sysroot.bootconfig import BootConfig
     from pyostree.sysroot.deployment import Deployment
+
+
+class BootTarget:
+    """What a boot loader needs of the sysroot it writes the config of."""
+
+    __slots__ = ("fd", "path", "read_boot_loader_configs")
+
+    def __init__(self, fd: int, path: str,
+                 read_boot_loader_configs: Callable[[int], list[BootConfig]]) -> None:
+        self.fd = fd
+        """The sysroot directory, open."""
+        self.path = path
+        """Its absolute path (for the tools run on it, and the GRUB/EFI probes)."""
+        self.read_boot_loader_configs = read_boot_loader_configs
+        """``read_boot_loader_configs(bootversion)``: the BLS entries of ``boot/loader.N``, newest first."""
 
 
 def join_lines(lines: list[str]) -> str:
@@ -55,15 +76,15 @@ class Bootloader:
         """Whether writing the config is atomic (libostree's default: yes)."""
         return True
 
-    def query(self, sysroot: Sysroot) -> bool:
+    def query(self, sysroot: BootTarget) -> bool:
         if not self.config_path:
             raise NotImplementedError
         return exists_at(sysroot.fd, self.config_path) is not None
 
-    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+    def write_config(self, sysroot: BootTarget, bootversion: int, deployments: list[Deployment]) -> None:
         raise NotImplementedError
 
-    def post_bls_sync(self, sysroot: Sysroot, bootversion: int) -> None:
+    def post_bls_sync(self, sysroot: BootTarget, bootversion: int) -> None:
         return None
 
 
@@ -71,7 +92,7 @@ class Syslinux(Bootloader):
     name = "syslinux"
     config_path = "boot/syslinux/syslinux.cfg"
 
-    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+    def write_config(self, sysroot: BootTarget, bootversion: int, deployments: list[Deployment]) -> None:
         lines = _gsplit(read_text_at(sysroot.fd, self.config_path))
         new_lines: list[str] = []
         tmp: list[str] = []
@@ -126,7 +147,7 @@ class Uboot(Bootloader):
     name = "U-Boot"
     config_path = "boot/loader/uEnv.txt"
 
-    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+    def write_config(self, sysroot: BootTarget, bootversion: int, deployments: list[Deployment]) -> None:
         read_text_at(sysroot.fd, self.config_path)  # must be readable, as in ostree
         new_lines: list[str] = []
         for i, cfg in enumerate(sysroot.read_boot_loader_configs(bootversion)):
@@ -149,7 +170,7 @@ class Uboot(Bootloader):
                             join_lines(new_lines).encode(), fsync=True)
 
     @staticmethod
-    def _append_system_uenv(sysroot: Sysroot, bootargs: str, new_lines: list[str]) -> None:
+    def _append_system_uenv(sysroot: BootTarget, bootargs: str, new_lines: list[str]) -> None:
         ostree_arg = KernelArgs.from_string(bootargs).get_last_value("ostree")
         if not ostree_arg:
             raise OstreeError("No ostree= kernel argument found in boot loader configuration file")
@@ -168,7 +189,7 @@ class Grub2(Bootloader):
     def __init__(self) -> None:
         self.efi_config: str | None = None
 
-    def query(self, sysroot: Sysroot) -> bool:
+    def query(self, sysroot: BootTarget) -> bool:
         # g_file_query_exists follows symlinks: a dangling grub.cfg link is "absent"
         for rel in ("boot/grub/grub.cfg", "boot/grub2/grub.cfg"):
             if os.path.exists(os.path.join(sysroot.path, rel)):
@@ -188,7 +209,7 @@ class Grub2(Bootloader):
     def atomic(self) -> bool:
         return self.efi_config is None
 
-    def write_config(self, sysroot: Sysroot, bootversion: int, deployments: list[Deployment]) -> None:
+    def write_config(self, sysroot: BootTarget, bootversion: int, deployments: list[Deployment]) -> None:
         exe = os.environ.get("OSTREE_GRUB2_EXEC") or "grub2-mkconfig"
         if self.efi_config is not None:
             new_cfg = os.path.join(os.path.dirname(self.efi_config), "grub.cfg.new")
@@ -231,9 +252,9 @@ class Grub2(Bootloader):
 _BY_NAME: dict[str, type[Bootloader]] = {"syslinux": Syslinux, "uboot": Uboot, "grub2": Grub2}
 
 
-def query_bootloader(sysroot: Sysroot) -> Bootloader | None:
-    """The configured boot loader, or the first one found (syslinux, grub2, U-Boot)."""
-    choice = sysroot.repo.config.get("sysroot", "bootloader") or "auto"
+def query_bootloader(sysroot: BootTarget, choice: str) -> Bootloader | None:
+    """The boot loader *choice* names (``sysroot.bootloader`` of the repository config), or with
+    ``auto`` the first one found (syslinux, grub2, U-Boot)."""
     if choice == "none":
         return None
     if choice == "auto":

@@ -16,7 +16,7 @@ from pyostree.store import objects as obj
 from pyostree.store.keyfile import KeyFile
 from pyostree.store.refs import parse_refspec, write_ref
 from pyostree.store.repo import Repo
-from pyostree.sysroot.core import Sysroot
+from pyostree.sysroot.deploy import Sysroot
 from pyostree.sysroot.deployment import Deployment
 
 

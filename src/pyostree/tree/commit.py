@@ -601,7 +601,8 @@ class DirectoryCommitter:
                     xattrs = list_xattrs(name, dir_fd=dfd) if self.read_xattrs else []
                     quoted = cb(path, st, xattrs)
                 if quoted is None:
-                    raise OstreeError(f"Not a regular file or symlink: {name}")
+                    raise OstreeError(f"Not a regular file or symlink: {name}"
+                                      f"{_special_hint(_disk_path(dfd, name, path), st)}")
                 # skip lists and statoverrides name the entry as it is on disk
                 self._add_quoted(mtree, prefix, quoted, {x.name for x in entries}, path, filter_path=path)
 
@@ -795,3 +796,22 @@ def _filter_tree(repo: Repo, contents: str, meta: str, path: str, mtree: Mutable
             continue
         sub = mtree.ensure_dir(name)
         _filter_tree(repo, tc, mc, prefix + name, sub, modifier)
+
+
+def _disk_path(dfd: int, name: str, fallback: str) -> str:
+    try:
+        return os.path.join(os.readlink(f"/proc/self/fd/{dfd}"), name)
+    except OSError:
+        return fallback
+
+
+def _special_hint(path: str, st: os.stat_result) -> str:
+    """What the entry at *path* is and which flag commits it (after ostree's own message)."""
+    mode = st.st_mode
+    if stat.S_ISCHR(mode) and st.st_rdev == 0:
+        return f" ({path} is an overlayfs whiteout, a char device 0:0; use --retarget-whiteouts to commit it)"
+    kind = ("char device" if stat.S_ISCHR(mode) else "block device" if stat.S_ISBLK(mode)
+            else "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "special file")
+    if kind.endswith("device"):
+        kind += f" {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    return f" ({path} is a {kind}; use --quote-special-files to commit it)"
