@@ -70,6 +70,7 @@ def suffix_array(data: bytes) -> IntArray:
     positions = np.arange(n + 1, dtype=np.int64)
     rank = np.empty(n + 1, dtype=np.int64)
     rank[sa] = np.maximum.accumulate(np.where(first, positions, 0))
+    del key, sk, first
     idx = positions
     k = width
     while True:
