@@ -425,3 +425,20 @@ def test_ed25519_signed_delta_apply_offline_with_keys(py: Run, c: Run, tmp_path:
     c(f"--repo={dst2}", "pull-local", repo, old)
     c(f"--repo={dst2}", "static-delta", "apply-offline", path)
     assert "no errors found" in c(f"--repo={dst2}", "fsck").out
+
+
+def test_batched_search_agrees_with_the_bisection() -> None:
+    rng = random.Random(6)
+    checked = 0
+    for _ in range(150):
+        alphabet = rng.choice([b"ab", b"abc\0", bytes(range(256)), b"\0"])
+        old = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 300)))
+        new = bytes(rng.choice(alphabet) for _ in range(rng.randrange(1, 300))) + old[rng.randrange(len(old) + 1):]
+        s = bsdiff._Searcher(old, bsdiff.suffix_array(old))
+        lens, poss = s.batch(bsdiff._prefix_keys(new, 8), 0, len(new))
+        for scan in range(len(new)):
+            assert s.search(new, scan) == s._search_bytes(new, scan)
+            if scan < len(lens) and lens[scan] >= 0:
+                assert (lens[scan], poss[scan]) == s._search_bytes(new, scan)
+                checked += 1
+    assert checked > 1000

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     import numpy.typing as npt
 
@@ -68,6 +70,7 @@ def suffix_array(data: bytes) -> IntArray:
     positions = np.arange(n + 1, dtype=np.int64)
     rank = np.empty(n + 1, dtype=np.int64)
     rank[sa] = np.maximum.accumulate(np.where(first, positions, 0))
+    del key, sk, first
     idx = positions
     k = width
     while True:
@@ -144,8 +147,15 @@ def _less(old: bytes, oi: int, new: bytes, ni: int) -> bool:
 
 
 class _Searcher:
-    """bsdiff's bisection over the suffix array, each step deciding on the
-    first eight bytes as integers where both sides have them."""
+    """bsdiff's bisection over the suffix array, step for step, made cheap.
+
+    Each suffix's first eight bytes, as a big-endian integer, are
+    non-decreasing along the array; the range of suffixes whose key equals
+    the query's is found with ``bisect``.  A bisection step left of that range
+    goes right, one right of it goes left, exactly as the byte comparison
+    would decide, so only steps inside the range (and at the few suffixes
+    shorter than eight bytes) compare bytes.
+    """
 
     def __init__(self, old: bytes, sa: IntArray) -> None:
         import array
@@ -156,27 +166,111 @@ class _Searcher:
         self.sa = array.array("q", sa.tobytes())
         keys = np.zeros(len(old) + 1, dtype=np.uint64)
         keys[:len(old)] = _prefix_keys(old, 8)
-        self.keys = array.array("Q", keys[sa].tobytes())
+        sorted_keys = keys[sa]
+        self.sa_np = sa
+        self.keys_np = sorted_keys
+        # a list bisects faster than an array (no boxing); it costs ~50 bytes an entry
+        self.keys: Sequence[int] = (sorted_keys.tolist() if len(old) < (1 << 22)
+                                    else array.array("Q", sorted_keys.tobytes()))
+        self.short = frozenset(np.flatnonzero(sa > len(old) - 8).tolist())
+        """Indices in the array of the suffixes shorter than eight bytes."""
+        self.tails = [old[i:] for i in range(max(len(old) - 7, 1), len(old))]
+        """Those suffixes themselves, but the empty one, and their first bytes."""
+        self.tail_starts = frozenset(t[0] for t in self.tails)
+        self.short_np = np.array(sorted(self.short), dtype=np.int64)
 
     def search(self, new: bytes, scan: int) -> tuple[int, int]:
         """(match length, position in old)."""
-        old, sa, keys = self.old, self.sa, self.keys
+        import bisect
+
+        old, sa, keys, short = self.old, self.sa, self.keys, self.short
         oldsize = len(old)
-        long_query = len(new) - scan >= 8
-        q = int.from_bytes(new[scan:scan + 8], "big") if long_query else 0
+        if len(new) - scan < 8:
+            return self._search_bytes(new, scan)
+        q = int.from_bytes(new[scan:scan + 8], "big")
+        lo = bisect.bisect_left(keys, q)
+        if oldsize < 2 or (new[scan] in self.tail_starts and any(new.startswith(t, scan) for t in self.tails)):
+            # a suffix shorter than eight bytes is a prefix of the query: the byte
+            # comparison says "not less" where the keys say "less"; take every step
+            hi = bisect.bisect_right(keys, q, lo)
+        elif lo == len(keys) or keys[lo] != q:
+            # no suffix starts with the query's eight bytes: every step compares
+            # as "index < lo", and the bisection ends around lo
+            st = min(max(lo - 1, 0), oldsize - 1)
+            x = self._matchlen(st, new, scan, q)
+            y = self._matchlen(st + 1, new, scan, q)
+            if x > y:
+                return x, sa[st]
+            return y, sa[st + 1]
+        else:
+            hi = bisect.bisect_right(keys, q, lo)
         st, en = 0, oldsize
         while en - st >= 2:
             x = st + (en - st) // 2
-            ox = sa[x]
-            if long_query and oldsize - ox >= 8:
-                kx = keys[x]
-                if kx != q:
-                    less = kx < q
-                else:
-                    less = _less(old, ox + 8, new, scan + 8)
+            if x in short:
+                less = _less(old, sa[x], new, scan)
+            elif x < lo:
+                less = True
+            elif x >= hi:
+                less = False
             else:
-                less = _less(old, ox, new, scan)
+                less = _less(old, sa[x] + 8, new, scan + 8)
             if less:
+                st = x
+            else:
+                en = x
+        x = self._matchlen(st, new, scan, q)
+        y = self._matchlen(en, new, scan, q)
+        if x > y:
+            return x, sa[st]
+        return y, sa[en]
+
+    def batch(self, new_keys: npt.NDArray[np.uint64], start: int, count: int) -> tuple[list[int], list[int]]:
+        """``search`` for the positions start, start + 1, ... at once, with numpy.
+
+        *new_keys* are the new file's 8-byte keys.  A position gets (length,
+        position in old) where the answer follows from the keys alone (no
+        suffix starts with the query's eight bytes, no short suffix is a
+        prefix of it, neither neighbour is a short suffix), else length -1:
+        ``search`` it.  Only positions with eight bytes left are covered.
+        """
+        import numpy as np
+
+        oldsize = len(self.old)
+        end = min(start + count, len(new_keys) - 7)
+        if end <= start or oldsize < 2:
+            return [], []
+        keys = self.keys_np
+        q = new_keys[start:end]
+        lo = np.searchsorted(keys, q, side="left")
+        exact = keys[np.minimum(lo, oldsize)] == q
+        for t in self.tails:
+            exact |= (q >> np.uint64(8 * (8 - len(t)))) == np.uint64(int.from_bytes(t, "big"))
+        st = np.clip(lo - 1, 0, oldsize - 1)
+        en = st + 1
+        exact |= np.isin(st, self.short_np) | np.isin(en, self.short_np)
+        x = _leading_zero_bytes(keys[st] ^ q)
+        y = _leading_zero_bytes(keys[en] ^ q)
+        first = x > y
+        lens = np.where(first, x, y)
+        lens[exact] = -1
+        poss = np.where(first, self.sa_np[st], self.sa_np[en])
+        return lens.tolist(), poss.tolist()
+
+    def _matchlen(self, i: int, new: bytes, scan: int, q: int) -> int:
+        if i in self.short:
+            return _matchlen(self.old, self.sa[i], new, scan)
+        d = self.keys[i] ^ q
+        if d:
+            return (64 - d.bit_length()) // 8
+        return 8 + _matchlen(self.old, self.sa[i] + 8, new, scan + 8)
+
+    def _search_bytes(self, new: bytes, scan: int) -> tuple[int, int]:
+        old, sa = self.old, self.sa
+        st, en = 0, len(old)
+        while en - st >= 2:
+            x = st + (en - st) // 2
+            if _less(old, sa[x], new, scan):
                 st = x
             else:
                 en = x
@@ -185,6 +279,16 @@ class _Searcher:
         if x > y:
             return x, sa[st]
         return y, sa[en]
+
+
+def _leading_zero_bytes(d: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """How many leading bytes of each (non-zero) 64-bit value are zero."""
+    import numpy as np
+
+    out = np.zeros(d.size, dtype=np.int64)
+    for k in range(1, 8):
+        out += d < np.uint64(1 << (64 - 8 * k))
+    return out
 
 
 def _count_equal(oa: ByteArray, na: ByteArray, old: bytes, new: bytes, oi: int, ni: int, m: int) -> int:
@@ -226,12 +330,24 @@ def diff(old: bytes, new: bytes) -> bytes:
     scan = length = pos = 0
     lastscan = lastpos = lastoffset = 0
     search = searcher.search
+    new_keys = _prefix_keys(new, 8)
+    # where the scan steps byte by byte (new data), searches go by batches
+    bstart = bend = 0
+    blens: list[int] = []
+    bposs: list[int] = []
     while scan < newsize:
         oldscore = 0
         scan += length
         scsc = scan
+        steps = 0
         while scan < newsize:
-            length, pos = search(new, scan)
+            if steps >= 16 and not bstart <= scan < bend:
+                blens, bposs = searcher.batch(new_keys, scan, 4096)
+                bstart, bend = scan, scan + len(blens)
+            if bstart <= scan < bend and blens[scan - bstart] >= 0:
+                length, pos = blens[scan - bstart], bposs[scan - bstart]
+            else:
+                length, pos = search(new, scan)
             # count the bytes of [scsc, scan + length) that the current alignment matches
             end = scan + length
             if scsc < end:
@@ -246,6 +362,7 @@ def diff(old: bytes, new: bytes) -> bytes:
             if 0 <= o < oldsize and old[o] == new[scan]:
                 oldscore -= 1
             scan += 1
+            steps += 1
         if length != oldscore or scan == newsize:
             m = min(scan - lastscan, oldsize - lastpos)
             lenf = _best_prefix(oa[lastpos:lastpos + m] == na[lastscan:lastscan + m]) if m > 0 else 0

@@ -120,6 +120,7 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
     for csum, t in meta:
         data = repo.load_metadata(t, csum)
         room(len(data)).add_metadata(csum, t, data)
+        stats.loose += _storage_size(repo, csum, t)
     modified: dict[str, str] = {}
     if from_ is not None:
         modified = _similar_objects(repo, from_, to, set(content))
@@ -129,7 +130,10 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
     fallbacks: list[Fallback] = []
     regular: list[tuple[str, FileInfo]] = []
     symlinks: list[tuple[str, FileInfo]] = []
-    for csum in content:
+    # whole objects go by file name (extension first): similar files end up side
+    # by side, which xz compresses better than ostree's hash-table order
+    names = _first_names(repo, to, set(content))
+    for csum in sorted(content, key=lambda c: (*names.get(c, ("", "")), c)):
         co = repo.load_file(csum)
         if co.info.is_symlink:
             symlinks.append((csum, co.info))
@@ -144,9 +148,11 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
         if len(data) != info.size:
             raise OstreeError(f"Corrupted content object {csum}: size {len(data)}, expected {info.size}")
         room(len(data)).add_content(csum, info, data)
+        stats.loose += _storage_size(repo, csum, ObjectType.FILE)
     for csum, info in symlinks:
         data = info.symlink_target.encode("utf-8")
         room(len(data)).add_content(csum, info, data)
+        stats.loose += _storage_size(repo, csum, ObjectType.FILE)
 
     # where to write
     if opts.filename:
@@ -207,6 +213,15 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
     finally:
         os.close(dfd)
     return stats
+
+
+def _storage_size(repo: Repo, csum: str, objtype: ObjectType) -> int:
+    """Size of the loose object file (ostree's ``loose=`` figure sums those of whole objects)."""
+    try:
+        st = os.stat(obj.object_relpath(csum, objtype, repo.is_archive), dir_fd=repo.dfd, follow_symlinks=False)
+    except OSError:
+        return 0
+    return st.st_size
 
 
 class _DeltaPartBuilder(_PartBuilder):
@@ -294,6 +309,21 @@ def _encode_modified(repo: Repo, csum: str, src: str, opts: GenerateOptions, sta
     return True
 
 
+def _first_names(repo: Repo, commit: str, wanted: set[str]) -> dict[str, tuple[str, str]]:
+    """(extension, basename) of the first path at which each wanted object appears."""
+    out: dict[str, tuple[str, str]] = {}
+
+    def walk(tree_csum: str) -> None:
+        tree = repo.load_dirtree(tree_csum)
+        for name, csum in tree.files:
+            if csum in wanted and csum not in out:
+                out[csum] = (name.rpartition(".")[2] if "." in name else "", name)
+        for _name, sub, _meta in tree.dirs:
+            walk(sub)
+    walk(repo.load_commit(commit).root_contents)
+    return out
+
+
 def _sizenames(repo: Repo, commit: str, only: set[str] | None) -> dict[str, tuple[int, list[str]]]:
     """Regular files reachable from *commit*: checksum -> (size, basenames)."""
     out: dict[str, tuple[int, list[str]]] = {}
@@ -335,26 +365,30 @@ def _names_intersect(a: list[str], b: list[str], fuzzy: bool) -> bool:
 
 
 def _similar_objects(repo: Repo, from_: str, to: str, new_content: set[str]) -> dict[str, str]:
-    """New regular files -> an old one with a shared basename and a size within 30% (as ostree)."""
-    old = sorted(_sizenames(repo, from_, None).items(), key=lambda kv: kv[1][0])
+    """New regular files -> an old one with a shared basename and a size within 30% (as ostree).
+
+    ostree walks the old files sorted by size from a lower bound that only
+    grows; a bisection over the old candidates' sizes finds the same window.
+    The thresholds are computed and truncated as ostree's (guint64 of a double).
+    """
+    import bisect
+
+    old = sorted(((size, csum, names) for csum, (size, names) in _sizenames(repo, from_, None).items()
+                  if _is_candidate(size, names)), key=lambda t: t[0])
+    old_sizes = [t[0] for t in old]
     new = sorted(_sizenames(repo, to, new_content).items(), key=lambda kv: kv[1][0])
     out: dict[str, str] = {}
     for csum, (size, names) in new:
         if not _is_candidate(size, names):
             continue
-        lo, hi = size * 0.7, size * 1.3
-        found = False
+        lo, hi = int(size * (1.0 - 30 / 100.0)), int(size * (1.0 + 30 / 100.0))
+        start = bisect.bisect_left(old_sizes, lo)
+        end = bisect.bisect_right(old_sizes, hi)
         for fuzzy in (False, True):
-            for ocsum, (osize, onames) in old:
-                if not _is_candidate(osize, onames) or osize < lo:
-                    continue
-                if osize > hi:
-                    break
-                if _names_intersect(onames, names, fuzzy):
-                    out[csum] = ocsum
-                    found = True
-                    break
-            if found:
+            match = next((ocsum for _osize, ocsum, onames in old[start:end]
+                          if _names_intersect(onames, names, fuzzy)), None)
+            if match is not None:
+                out[csum] = match
                 break
     return out
 
