@@ -2,7 +2,7 @@
 PYTHON ?= python3
 SUITE := ../shared/conformance/run-ostree-suite
 
-.PHONY: deps demo test lint typecheck unit conformance bench launcher clean
+.PHONY: deps demo test lint typecheck unit conformance bench launcher clean torture
 
 deps:
 	@bash scripts/install-deps.sh
@@ -33,6 +33,16 @@ conformance: deps
 	done; exit $$rc
 
 test: lint typecheck unit conformance
+
+# The torture suite at full size (not part of `make test`, which runs a few trials of it):
+# 100 kill -9 trials per writing operation (and the same against the real ostree), 10,000
+# fuzz inputs per parser.  Bounded: TORTURE_TIMEOUT seconds in all; results (one JSON line
+# per operation and tool) in .cache/torture-results.jsonl.
+TORTURE_TIMEOUT ?= 14400
+torture: deps
+	rm -f .cache/torture-results.jsonl
+	PYOSTREE_TORTURE=1 PYOSTREE_TORTURE_RESULTS=$(CURDIR)/.cache/torture-results.jsonl \
+	  timeout $(TORTURE_TIMEOUT) $(PYTHON) -m pytest -q -s -m torture tests/test_torture_kill.py tests/test_torture_fuzz.py
 
 bench: deps
 	$(PYTHON) bench/bench.py

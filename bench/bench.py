@@ -238,6 +238,46 @@ def generate_tree(cache: str, nfiles: int, per_dir: int = 1000) -> Tree:
 # operations
 
 
+def make_update(src: str, dest: str) -> int:
+    """Copy *src* to *dest* and edit one regular file in eight as updates do; returns files edited.
+
+    Deterministic (the choice and the edits come from each path's CRC): a few
+    4-byte changes spread over the file, and in one edited file of three 200
+    bytes inserted in the middle, or 4 KiB appended in another third.
+    """
+    import zlib
+
+    rm_rf(dest)
+    shutil.copytree(src, dest, symlinks=True)
+    edited = 0
+    for dirpath, dirnames, filenames in os.walk(dest):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            h = zlib.crc32(os.path.relpath(path, dest).encode())
+            if h % 8 or os.path.getsize(path) < 64:
+                continue
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
+            for k in range(3):
+                pos = (h >> (k * 5)) % (len(data) - 4)
+                data[pos:pos + 4] = (h + k).to_bytes(4, "little")
+            if (h >> 3) % 3 == 0:
+                mid = len(data) // 2
+                data[mid:mid] = bytes((h + i) & 0xFF for i in range(200))
+            elif (h >> 3) % 3 == 1:
+                data += bytes((h * 7 + i) & 0xFF for i in range(4096))
+            mode = os.stat(path).st_mode
+            os.chmod(path, mode | 0o200)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(path, mode)
+            edited += 1
+    return edited
+
+
 @dataclass
 class Op:
     name: str
@@ -451,7 +491,8 @@ class Bench:
                               pre=pre))
 
         need_bare = any(self.want(n) for n in ("recommit", "recommit-lcs", "checkout-hardlink",
-                                               "checkout-union", "fsck-bare", "pull-local"))
+                                               "checkout-union", "fsck-bare", "pull-local",
+                                               "composefs-image"))
         bare = self.ref_repo(wdir, src, "bare") if need_bare else ""
 
         # an unchanged tree (a hardlink checkout of the parent) committed on top of its parent
@@ -495,6 +536,25 @@ class Bench:
                 quiet(self.ostree.cmd(bare, "checkout", REF, udest[t.name]))
             ops.append(Op("checkout-union", "checkout --union over a checkout (bare)",
                           lambda t: t.cmd(bare, "checkout", "--union", REF, udest[t.name])))
+        # composefs: pyostree builds the image; the ostree column (2022.7 has no composefs) and
+        # the floor are the hardlink checkouts of the same commit by ostree and by pyostree
+        for name, flag in (("composefs-image", "--composefs"), ("composefs-image-noverity", "--composefs-noverity")):
+            if not self.want(name):
+                continue
+            py_tool = self.tools[0]
+
+            def cfs_cmd(t: Tool, flag: str = flag, py_tool: Tool = py_tool) -> list[str]:
+                if t is py_tool:
+                    return t.cmd(bare, "checkout", flag, REF, dest[t.name] + ".cfs")
+                return t.cmd(bare, "checkout", REF, dest[t.name])
+
+            def cfs_pre(t: Tool) -> None:
+                rm_rf(dest[t.name])
+                rm_rf(dest[t.name] + ".cfs")
+
+            ops.append(Op(name, f"checkout {flag} (pyostree) vs hardlink checkout (ostree; floor: pyostree)",
+                          cfs_cmd, pre=cfs_pre, floor=py_tool.cmd(bare, "checkout", REF, fdest),
+                          floor_pre=clean_floor, floor_label="pyostree checkout"))
         if self.want("fsck-bare"):
             ops.append(Op("fsck-bare", "fsck (bare)", lambda t: t.cmd(bare, "fsck")))
         if self.want("fsck-archive"):
@@ -507,7 +567,39 @@ class Bench:
 
             ops.append(Op("pull-local", "pull-local (bare to new bare)",
                           lambda t: t.cmd(pdest[t.name], "pull-local", bare, REF), pre=pull_pre))
+        if self.want("delta-generate"):
+            ops.append(self.delta_op(tree, wdir))
         return ops
+
+    def delta_op(self, tree: Tree, wdir: str) -> Op:
+        """static-delta generate between the tree and an update of it (make_update), in archive
+        repositories written by the C ostree; each tool's delta size goes into the tree's info."""
+        upd = os.path.join(wdir, "updated")
+        edited = make_update(tree.path, upd)
+        base = os.path.join(wdir, "delta-base")
+        self.init_repo(base, "archive")
+        quiet(self.ostree.cmd(base, "commit", "-b", REF, "--fsync=false", f"--timestamp={FIXED_TS}", tree.path))
+        quiet(self.ostree.cmd(base, "commit", "-b", REF, "--fsync=false", f"--timestamp={FIXED_TS}", upd))
+        repos = {}
+        for t in self.tools:
+            repos[t.name] = os.path.join(wdir, f"delta-{t.name}")
+            rm_rf(repos[t.name])
+            quiet(["cp", "-al", base, repos[t.name]])
+        info = self.trees.setdefault(tree.name, {})
+        info["delta_update"] = {"files_edited": edited}
+
+        def pre(t: Tool) -> None:
+            rm_rf(os.path.join(repos[t.name], "deltas"))
+
+        def check(t: Tool) -> str | None:
+            size = 0
+            for dirpath, _dirs, files in os.walk(os.path.join(repos[t.name], "deltas")):
+                size += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+            info["delta_update"][f"{t.name}_bytes"] = size
+            return None if size else "no delta written"
+
+        return Op("delta-generate", f"static-delta generate (update: {edited} files edited)",
+                  lambda t: t.cmd(repos[t.name], "static-delta", "generate", REF), pre=pre, check=check)
 
     def startup_ops(self) -> list[Op]:
         ops: list[Op] = []
@@ -765,6 +857,11 @@ def markdown(rep: dict[str, Any]) -> str:
         out.append(f"- tree **{name}**: {t['entries']} entries, {t['bytes'] / 1e6:.0f} MB"
                    + (f" ({t['note']})" if t.get("note") else "")
                    + (f"; commit checksums pyostree vs ostree — {same}" if same else ""))
+        du = t.get("delta_update") or {}
+        if du.get("pyostree_bytes") and du.get("ostree_bytes"):
+            out.append(f"- tree **{name}**, update with {du['files_edited']} files edited: static delta "
+                       f"{du['pyostree_bytes'] / 1e3:.1f} kB from pyostree, {du['ostree_bytes'] / 1e3:.1f} kB "
+                       f"from ostree ({du['pyostree_bytes'] / du['ostree_bytes']:.2f}x)")
     if cfg.get("launcher"):
         out.append("- pyostree runs through the direct launcher (`scripts/make-launcher.sh`: "
                    "`python -ES`, paths preset), as the test suite runs it.")

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_pkgs=(ostree ostree-tests attr umoci skopeo podman debootstrap fuse-overlayfs nginx-light docker-registry)
+apt_pkgs=(ostree ostree-tests attr umoci skopeo podman debootstrap fuse-overlayfs nginx-light fsverity erofs-utils docker-registry)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,12 +19,12 @@ def test_bench_quick_on_tiny_tree(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
     for i in range(5):
-        (tree / "sub" / f"f{i}").write_text(f"{i}\n")
+        (tree / "sub" / f"f{i}").write_text(f"{i}\n" * (1 + 40 * i))
     os.symlink("sub/f0", tree / "link")
     out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
     r = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--reps", "1", "--warmup", "0",
-         "--ops", "commit-bare-nofsync,checkout-hardlink,startup-version",
+         "--ops", "commit-bare-nofsync,checkout-hardlink,startup-version,delta-generate",
          "--cache-dir", str(tmp_path / "cache"), "--json", str(out_json), "--md", str(out_md),
          str(tree)],
         capture_output=True, text=True, timeout=120)
@@ -35,6 +35,9 @@ def test_bench_quick_on_tiny_tree(tmp_path: Path) -> None:
     assert rep["trees"]["tree"]["checksums"]["bare"]["match"] is True
     ops = {(x["tree"], x["op"]) for x in rep["results"]}
     assert ("tree", "commit-bare-nofsync") in ops and ("-", "startup-version") in ops
+    assert ("tree", "delta-generate") in ops
+    du = rep["trees"]["tree"]["delta_update"]
+    assert du["pyostree_bytes"] > 0 and du["ostree_bytes"] > 0
     for x in rep["results"]:
         assert {"pyostree", "ostree", "ratio", "floor"} <= x.keys()
         assert x["ostree"]["median"] is not None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import needs_root
+from conftest import Result, needs_root
 
 MODES = ["bare", "archive", "bare-user", "bare-user-only"]
 
@@ -163,3 +164,78 @@ def test_trusted_same_mode_links_incrementally(tmp_path, c, py, sample_tree):
     assert _objects(d2) >= set(shared)
     assert c(f"--repo={d2}", "fsck").rc == 0
     assert c(f"--repo={d2}", "rev-parse", "main").out.strip() == third
+
+
+def test_pull_verifies_ref_and_collection_bindings(tmp_path: Path, py: Callable[..., Result],
+                                                   c: Callable[..., Result]) -> None:
+    """A commit pulled by a ref must be bound to that ref, and from a repository with a
+    collection ID to that collection (libostree's pull check); --disable-verify-bindings skips
+    it. pull-local and pull (file://) of both tools agree on every case."""
+    src = tmp_path / "src"
+    c("init", f"--repo={src}", "--mode=archive", "--collection-id=org.example.Coll")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "f").write_text("x")
+    c(f"--repo={src}", "commit", "-b", "good", f"--tree=dir={tree}")
+    good = c(f"--repo={src}", "rev-parse", "good").out.strip()
+    c(f"--repo={src}", "refs", "--create=alias-not-bound", good)
+    c(f"--repo={src}", "commit", "-b", "wrongcoll", f"--tree=dir={tree}",
+      "--add-metadata-string=ostree.collection-binding=org.example.Other")
+    c(f"--repo={src}", "summary", "-u")
+    results: dict[str, list[int]] = {}
+    for name, tool in (("py", py), ("c", c)):
+        rcs = []
+        for ref in ("good", "alias-not-bound", "wrongcoll"):
+            for extra in ([], ["--disable-verify-bindings"]):
+                dest = tmp_path / f"{name}-{ref}-{len(extra)}"
+                tool("init", f"--repo={dest}", "--mode=archive")
+                rcs.append(tool(f"--repo={dest}", "pull-local", *extra, str(src), ref, check=False).rc)
+                tool(f"--repo={dest}", "remote", "add", "--no-gpg-verify",
+                     "--collection-id=org.example.Coll", "o", f"file://{src}")
+                r = tool(f"--repo={dest}", "pull", *extra, "o", ref, check=False)
+                rcs.append(r.rc)
+                if r.rc:
+                    assert "binding" in r.err and r.err.startswith("error: ")
+        results[name] = rcs
+    assert results["py"] == results["c"]
+    assert results["py"] == [0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+
+
+def test_create_usb_like_ostree(tmp_path: Path, py: Callable[..., Result], c: Callable[..., Result]) -> None:
+    """``create-usb``: the refs as mirrored collection refs in an archive repo on the mount, a
+    summary, a repos.d link for a non-standard place; the real ostree pulls from what we wrote."""
+    src = tmp_path / "src"
+    c("init", f"--repo={src}", "--mode=archive", "--collection-id=org.example.C1")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    for i in (1, 2, 3):
+        (tree / "a").write_text("a" * i)
+        c(f"--repo={src}", "commit", f"--branch=test-{i}", f"--tree=dir={tree}")
+    local = tmp_path / "local"
+    c("init", f"--repo={local}", "--mode=archive")
+    c(f"--repo={local}", "remote", "add", "--no-gpg-verify", "--collection-id=org.example.C1", "r1",
+      f"file://{src}")
+    c(f"--repo={local}", "pull", "r1", "test-1", "test-2", "test-3")
+    listings = {}
+    for name, tool in (("py", py), ("c", c)):
+        mnt = tmp_path / f"mnt-{name}"
+        mnt.mkdir()
+        out = tool(f"--repo={local}", "create-usb", "--destination-repo=some-dest", str(mnt),
+                   "org.example.C1", "test-1", "org.example.C1", "test-2").out
+        assert out.startswith(f"Copied 2/2 refs successfully from \u2018{local}\u2019")
+        link = mnt / ".ostree/repos.d/00-generated"
+        assert os.readlink(link) == "../../some-dest"
+        assert (mnt / "some-dest/summary").is_file()
+        assert (mnt / "some-dest/config").read_text().count("mode=archive") == 1
+        listings[name] = (c(f"--repo={link}", "refs", "--collections").out,
+                          sorted(p.name for p in (mnt / "some-dest/refs/mirrors/org.example.C1").iterdir()))
+        # the other tool pulls from what this one wrote
+        other = c if tool is py else py
+        dest = tmp_path / f"from-{name}"
+        other("init", f"--repo={dest}", "--mode=archive")
+        rev = (mnt / "some-dest/refs/mirrors/org.example.C1/test-1").read_text().strip()
+        other(f"--repo={dest}", "pull-local", str(mnt / "some-dest"), rev)
+        assert other(f"--repo={dest}", "cat", rev, "/a").out == "a"
+        other(f"--repo={dest}", "fsck")
+    assert listings["py"] == listings["c"]
+    assert sorted(listings["py"][0].splitlines()) == ["(org.example.C1, test-1)", "(org.example.C1, test-2)"]

@@ -624,7 +624,22 @@ def cmd_unlock(argv: list[str]) -> int:
     raise OstreeError("admin unlock is not implemented by pyostree (it needs a booted deployment)")
 
 
+def cmd_composefs_mount(argv: list[str]) -> int:
+    """pyostree only (not in --help): mount deployment INDEX through its .ostree.cfs, as at boot."""
+    a = Admin("composefs-mount", argv, [], "INDEX MOUNTPOINT",
+              "Mount deployment INDEX read-only through its composefs image (pyostree)")
+    sr = a.sysroot()
+    if len(a.args) != 2:
+        raise a.fail("INDEX and MOUNTPOINT must be specified")
+    d = _indexed(sr, a.args[0])
+    from pyostree.composefs.deploy import mount_deployment
+
+    mount_deployment(sr.abspath("ostree/repo"), sr.abspath(d.dirpath), a.args[1])
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "composefs-mount": cmd_composefs_mount,
     "init-fs": cmd_init_fs,
     "os-init": cmd_os_init,
     "deploy": cmd_deploy,

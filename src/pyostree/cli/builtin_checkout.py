@@ -31,6 +31,8 @@ OPTIONS = [
     Opt("skip-list", None, STRING, "File containing list of files to skip", "FILE"),
     Opt("selinux-policy", None, STRING, "Set SELinux labels based on policy in root filesystem PATH (may be /); implies --force-copy", "PATH"),
     Opt("selinux-prefix", None, STRING, "When setting SELinux labels, prefix all paths by PREFIX", "PREFIX"),
+    Opt("composefs", None, FLAG, "Only create a composefs blob", hidden=True),
+    Opt("composefs-noverity", None, FLAG, "Only create a composefs blob, and disable fsverity", hidden=True),
 ]
 
 USAGE = "checkout [OPTION…] COMMIT [DESTINATION]"
@@ -67,7 +69,7 @@ def _options_for(o: object, subpath: str | None) -> CheckoutOptions:
     g = o.__getattribute__
     at_path = bool(g("disable_cache") or g("whiteouts") or g("require_hardlinks") or g("union_add")
                    or g("force_copy") or g("force_copy_zerosized") or g("bareuseronly_dirs")
-                   or g("union_identical") or g("skip_list") or g("selinux_policy")
+                   or g("union_identical") or g("skip_list") is not None or g("selinux_policy")
                    or g("selinux_prefix") or g("process_passthrough_whiteouts"))
     opts = CheckoutOptions()
     opts.mode = CheckoutMode.USER if g("user_mode") else CheckoutMode.NONE
@@ -101,7 +103,7 @@ def _options_for(o: object, subpath: str | None) -> CheckoutOptions:
         opts.overwrite = OverwriteMode.UNION_IDENTICAL
     opts.process_whiteouts = bool(g("whiteouts"))
     opts.process_passthrough_whiteouts = bool(g("process_passthrough_whiteouts"))
-    if g("skip_list"):
+    if g("skip_list") is not None:
         opts.skip_paths = _read_skip_list(g("skip_list"))
     opts.no_copy_fallback = bool(g("require_hardlinks"))
     opts.force_copy = bool(g("force_copy"))
@@ -124,6 +126,23 @@ def _many(repo: Repo, o: object, destination: str, data: bytes) -> None:
             raise OstreeError(f"Processing tree {commit}: {e}", errno=e.errno) from None
 
 
+def _composefs(repo: Repo, o: object, commit: str, destination: str) -> None:
+    """``--composefs``: write the commit's composefs image to *destination* (ostree 2026.4).
+
+    ``--process-passthrough-whiteouts`` is allowed with it (pyostree; ostree refuses it).
+    """
+    g = o.__getattribute__
+    if any(g(k) for k in ("disable_cache", "whiteouts", "require_hardlinks", "union_add", "force_copy",
+                          "force_copy_zerosized", "bareuseronly_dirs", "union_identical", "skip_list",
+                          "selinux_policy", "selinux_prefix")):
+        raise OstreeError("Specified options are incompatible with --composefs")
+    from pyostree.composefs.checkout import Verity, checkout_composefs
+
+    checkout_composefs(repo, commit, destination,
+                       verity=Verity.NO if g("composefs_noverity") else Verity.YES,
+                       passthrough_whiteouts=bool(g("process_passthrough_whiteouts")))
+
+
 def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, USAGE, SUMMARY)
     repo = Repo.open(ctx.find_repo_path())
@@ -132,7 +151,7 @@ def run(ctx: Context, argv: list[str]) -> int:
     if not args:
         sys.stderr.write(f"Usage:\n  pyostree {USAGE}\n\n{SUMMARY}\n\n")
         raise OstreeError("COMMIT must be specified")
-    if o.from_stdin or o.from_file:
+    if o.from_stdin or o.from_file is not None:
         destination = args[0]
         if o.from_stdin:
             data = sys.stdin.buffer.read()
@@ -148,5 +167,10 @@ def run(ctx: Context, argv: list[str]) -> int:
     destination = args[1] if len(args) > 1 else rev
     commit = repo.resolve_rev(rev)
     assert commit is not None
+    if o.composefs or o.composefs_noverity:
+        _composefs(repo, o, commit, destination)
+        return 0
+    if o.subpath == "":
+        raise OstreeError("No such file or directory: /")  # ostree's words for --subpath=
     checkout_tree(repo, commit, destination, _options_for(o, o.subpath))
     return 0

@@ -60,6 +60,9 @@ OPTIONS = [
     Opt("timestamp", None, STRING, "Override the timestamp of the commit"),
     Opt("parent", None, STRING, "Parent commit checksum, or \"none\""),
     Opt("bootable", None, FLAG, "Flag this commit as a bootable OSTree"),
+    Opt("generate-composefs-metadata", None, FLAG, "Generate composefs commit metadata", hidden=True),
+    Opt("process-passthrough-whiteouts", None, FLAG,
+        "With --generate-composefs-metadata: digest of the image with .ostree-wh.NAME as whiteouts (pyostree)", hidden=True),
     Opt("retarget-whiteouts", None, FLAG, "Store overlayfs whiteouts (char 0:0) as .ostree-wh.NAME files"),
     Opt("quote-special-files", None, FLAG, "Store device nodes and FIFOs as quoted regular files"),
 ]
@@ -98,9 +101,12 @@ def run(ctx: Context, argv: list[str]) -> int:
     if o.fsync is not None:
         repo.disable_fsync = not parse_fsync(o.fsync)
 
+    if o.process_passthrough_whiteouts and not o.generate_composefs_metadata:
+        raise OstreeError("--process-passthrough-whiteouts requires --generate-composefs-metadata")
+
     statoverride_adds: dict[str, int] = {}
     statoverride_sets: dict[str, int] = {}
-    if o.statoverride:
+    if o.statoverride is not None:  # --statoverride= names no file: an error, as ostree
         for line in _read_lines(o.statoverride):
             spc = line.find(" ")
             if spc < 0:
@@ -111,9 +117,9 @@ def run(ctx: Context, argv: list[str]) -> int:
                     statoverride_sets[fn] = int(float(line[1:spc])) & 0xFFFFFFFF
                 else:
                     statoverride_adds[fn] = int(float(line[:spc])) & 0xFFFFFFFF
-            except ValueError:
+            except (ValueError, OverflowError):  # "inf" and "nan" parse as floats
                 raise OstreeError(f"Malformed statoverride line '{line}'") from None
-    skip_list = set(_read_lines(o.skip_list)) if o.skip_list else set()
+    skip_list = set(_read_lines(o.skip_list)) if o.skip_list is not None else set()
 
     if o.canonical_permissions and o.owner_uid is not None and o.owner_uid > 0:
         raise OstreeError("Cannot specify both --canonical-permissions and non-zero --owner-uid")
@@ -126,9 +132,11 @@ def run(ctx: Context, argv: list[str]) -> int:
         refs.parse_refspec(o.branch)
 
     parent: str | None = None
-    if o.parent:
+    if o.parent is not None:
         if o.parent != "none":
-            parent = obj.validate_checksum(o.parent)
+            if not obj.is_valid_checksum(o.parent):
+                raise OstreeError(f"Invalid rev {o.parent}")
+            parent = o.parent
     elif not o.orphan:
         parent = refs.resolve_rev(repo, o.branch, allow_noent=True)
 
@@ -177,8 +185,11 @@ def run(ctx: Context, argv: list[str]) -> int:
 
     timestamp = parse_timestamp(o.timestamp) if o.timestamp else None
 
+    # as ostree: a negative --owner-uid/--owner-gid (its unset value is -1) leaves ownership alone
+    owner_uid = o.owner_uid if o.owner_uid is not None and o.owner_uid >= 0 else None
+    owner_gid = o.owner_gid if o.owner_gid is not None and o.owner_gid >= 0 else None
     modifier = CommitModifier(
-        owner_uid=o.owner_uid, owner_gid=o.owner_gid, skip_xattrs=o.no_xattrs,
+        owner_uid=owner_uid, owner_gid=owner_gid, skip_xattrs=o.no_xattrs,
         canonical_permissions=o.canonical_permissions, mode_ro_executables=o.mode_ro_executables,
         mode_adds=statoverride_adds, mode_overrides=statoverride_sets, skip_list=skip_list,
         devino_canonical=o.devino_canonical,
@@ -257,6 +268,11 @@ def run(ctx: Context, argv: list[str]) -> int:
             from pyostree.tree.bootable import bootable_metadata
 
             metadata = bootable_metadata(repo, root_contents, root_meta, list(metadata or []))
+        if o.generate_composefs_metadata:
+            from pyostree.composefs.image import composefs_metadata
+
+            metadata = composefs_metadata(repo, root_contents, root_meta, list(metadata or []),
+                                          passthrough_whiteouts=bool(o.process_passthrough_whiteouts))
         if o.generate_sizes:
             from pyostree.tree.sizes import sizes_metadata
 

@@ -14,7 +14,7 @@ OPTIONS = [
 
 def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "init [OPTION…]", "Initialize a new empty repository")
-    mode = RepoMode.parse(o.mode) if o.mode else RepoMode.BARE
+    mode = RepoMode.parse(o.mode) if o.mode is not None else RepoMode.BARE  # "--mode=" is invalid, as ostree
     if o.collection_id is not None:
         from pyostree.store.refs import validate_collection_id
 

@@ -30,10 +30,10 @@ OPTIONS = [
 def run(ctx: Context, argv: list[str]) -> int:
     o, _args = parse(argv, OPTIONS, "prune [OPTION…]", "Search for unreachable objects")
     repo: Repo = ctx.open_repo()
-    if o.delete_commit and o.no_prune:
+    if o.delete_commit is not None and o.no_prune:
         raise OstreeError("Cannot specify both --delete-commit and --no-prune")
     if o.static_deltas_only:
-        if not o.delete_commit:
+        if o.delete_commit is None:
             raise OstreeError("--static-deltas-only requires --delete-commit; see "
                               "https://github.com/ostreedev/ostree/issues/1479")
         from pyostree.store.prune import prune_static_deltas_for

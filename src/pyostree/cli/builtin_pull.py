@@ -32,6 +32,9 @@ OPTIONS = [
     Opt("untrusted", None, FLAG, "Verify checksums of local sources (always enabled for HTTP pulls)"),
     Opt("http-trusted", None, FLAG, "Do not verify checksums of HTTP sources (mostly useful when mirroring)"),
     Opt("network-retries", None, INT, "Specifies how many times each download should be retried upon error (default: 5)", "N"),
+    Opt("low-speed-limit-bytes", None, INT, "The average transfer speed per second of a transfer during the time set via 'low-speed-time-seconds' for libcurl to abort(default: 1000)", "N"),
+    Opt("low-speed-time-seconds", None, INT, "The time in number seconds that the transfer speed should be below the 'low-speed-limit-bytes' setting for libcurl to abort (default: 30)", "N"),
+    Opt("disable-retry-on-network-errors", None, FLAG, "Do not retry when network issues happen, instead fail automatically. (Currently only affects libcurl)"),
     Opt("disable-verify-bindings", None, FLAG, "Do not verify commit bindings"),
     Opt("set-metadata", None, STRINGS, "Set metadata key", "KEY=VALUE"),
 ]
@@ -68,9 +71,21 @@ def run(ctx: Context, argv: list[str]) -> int:
         subpaths=subpaths or None, localcache_repos=list(o.localcache_repo or []),
         timestamp_check=o.timestamp_check, timestamp_check_from_rev=o.timestamp_check_from_rev,
         bareuseronly_files=o.bareuseronly_files, dry_run=o.dry_run,
-        network_retries=5 if o.network_retries is None else o.network_retries,
+        network_retries=5 if o.network_retries is None or o.network_retries < 0 else o.network_retries,
         http_trusted=o.http_trusted, require_static_deltas=o.require_static_deltas,
-        disable_static_deltas=o.disable_static_deltas)
+        disable_static_deltas=o.disable_static_deltas, verify_bindings=not o.disable_verify_bindings,
+        low_speed_limit=_u32(o.low_speed_limit_bytes, "low-speed-limit-bytes", 1000),
+        low_speed_time=_u32(o.low_speed_time_seconds, "low-speed-time-seconds", 30),
+        retry_all=not o.disable_retry_on_network_errors)
     stats = pull(repo, remote, branches or None, opts)
     sys.stdout.write(stats.status_line() + "\n")
     return 0
+
+
+def _u32(v: int | None, name: str, default: int) -> int:
+    """ostree passes these as GVariant ``u``: unset or negative means the default, as in ot-builtin-pull.c."""
+    if v is None or v < 0:
+        return default
+    if v > 0xFFFFFFFF:
+        raise OstreeError(f"Invalid --{name}: {v} is out of range")
+    return v

@@ -42,7 +42,8 @@ def run(ctx: Context, argv: list[str]) -> int:
     stats = pull_local(repo, args[0], args[1:] or None, remote=o.remote, untrusted=o.untrusted,
                        commit_only=o.commit_metadata_only, depth=o.depth or 0,
                        bareuseronly_files=o.bareuseronly_files, gpg_verify=o.gpg_verify,
-                       gpg_verify_summary=o.gpg_verify_summary, require_static_deltas=o.require_static_deltas)
+                       gpg_verify_summary=o.gpg_verify_summary, require_static_deltas=o.require_static_deltas,
+                       verify_bindings=not o.disable_verify_bindings)
     sys.stdout.write(f"{stats.metadata_imported} metadata, {stats.content_imported} content objects imported; "
                      f"{format_size(stats.content_bytes_written)} content written\n")
     return 0

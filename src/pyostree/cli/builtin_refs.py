@@ -123,6 +123,8 @@ def _write(repo: Repo, remote: str | None, ref: str, checksum: str | None) -> No
 def run(ctx: Context, argv: list[str]) -> int:
     o, args = parse(argv, OPTIONS, "refs [OPTION…] [PREFIX]", "List refs")
     repo = ctx.open_repo()
+    if o.create == "":
+        refsmod.parse_refspec(o.create)  # an error: "--create=" names no ref
     if args:
         if o.create and len(args) > 1:
             raise OstreeError("You must specify only 1 existing ref when creating a new ref")

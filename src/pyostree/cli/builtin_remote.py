@@ -134,9 +134,11 @@ def _add(ctx: Context, argv: list[str]) -> int:
         options["sign-verify"] = ",".join(signs)
     if o.collection_id is not None:
         options["collection-id"] = o.collection_id
+    # read the key file before anything is written: a bad --gpg-import leaves no remote behind
+    keys = _read_key_files([o.gpg_import]) if o.gpg_import is not None else None
     remotes.add_remote(repo, name, url, options, if_not_exists=bool(o.if_not_exists), replace=bool(o.force))
-    if o.gpg_import is not None:
-        _import_keys(repo, name, _read_key_files([o.gpg_import]), [])
+    if keys is not None:
+        _import_keys(repo, name, keys, [])
     return 0
 
 

@@ -20,6 +20,7 @@ OPTIONS = [
     Opt("print-variant-type", None, STRING, "Memory map OBJECT (in this case a filename) to the GVariant type string",
         "TYPE"),
     Opt("print-metadata-key", None, STRING, "Print string value of metadata key", "KEY"),
+    Opt("print-hex", None, FLAG, "For byte array valued keys, output an unquoted hexadecimal string", hidden=True),
     Opt("print-detached-metadata-key", None, STRING, "Print string value of detached metadata key", "KEY"),
     Opt("print-sizes", None, FLAG, "Show the commit size metadata"),
     Opt("raw", None, FLAG, "Show raw variant data"),
@@ -31,7 +32,8 @@ USAGE = "show [OPTION…] OBJECT"
 SUMMARY = "Output a metadata object"
 
 
-def _print_metadata_key(repo: Repo, checksum: str, detached: bool, key: str, no_byteswap: bool) -> None:
+def _print_metadata_key(repo: Repo, checksum: str, detached: bool, key: str, no_byteswap: bool,
+                        print_hex: bool = False) -> None:
     if detached:
         md = repo.load_detached_metadata(checksum)
         if md is None:
@@ -40,7 +42,9 @@ def _print_metadata_key(repo: Repo, checksum: str, detached: bool, key: str, no_
         md = repo.load_commit(checksum).metadata
     for k, v in md:
         if k == key:
-            if no_byteswap:
+            if print_hex and v.type == "ay":
+                print(bytes(v.value).hex())
+            elif no_byteswap:
                 print(gvariant.print_value(v.type, v.value, True))
             else:
                 print(dump_variant(v.type, v.value))
@@ -123,7 +127,7 @@ def run(ctx: Context, argv: list[str]) -> int:
         detached = o.print_detached_metadata_key is not None
         key = o.print_detached_metadata_key if detached else o.print_metadata_key
         csum = _resolve(repo, rev)
-        _print_metadata_key(repo, csum, detached, key, bool(o.no_byteswap))
+        _print_metadata_key(repo, csum, detached, key, bool(o.no_byteswap), bool(o.print_hex))
     elif o.print_related:
         csum = _resolve(repo, rev)
         for name, c in repo.load_commit(csum).related:

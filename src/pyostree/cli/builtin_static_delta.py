@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pyostree.cli.main import Context
@@ -161,9 +162,24 @@ def _cmd_generate(ctx: Context, argv: list[str]) -> int:
     if o.swap_endianness:
         host = endianness or ("l" if sys.byteorder == "little" else "B")
         endianness = "B" if host == "l" else "l"
-    if o.sign or o.keys_file:
-        raise OstreeError("Signing static deltas is not supported by pyostree")
-    opts = deltas.GenerateOptions(endianness=endianness, inline=bool(o.inline), filename=o.filename)
+    sign_keys: list[str] = list(o.sign or [])
+    if o.keys_file:
+        # one secret key a line, as ostree reads them
+        import os
+
+        if not os.path.isfile(o.keys_file):
+            raise OstreeError(f"File object '{o.keys_file}' is not a regular file")
+        try:
+            with open(o.keys_file, encoding="utf-8", errors="replace") as f:
+                sign_keys += f.read().splitlines()
+        except OSError as e:
+            raise OstreeError(f"{o.keys_file}: {e.strerror}") from None
+    opts = deltas.GenerateOptions(endianness=endianness, inline=bool(o.inline), filename=o.filename,
+                                  sign_type=o.sign_type or "ed25519", sign_keys=sign_keys)
+    if sign_keys:
+        from pyostree.remote.sign import get_engine
+
+        get_engine(opts.sign_type)  # an unknown type fails before any work
     if o.min_fallback_size is not None:
         opts.min_fallback_size = _strtoull(o.min_fallback_size)
     if o.max_bsdiff_size is not None:
@@ -180,7 +196,8 @@ def _cmd_generate(ctx: Context, argv: list[str]) -> int:
         stats = deltas.generate(repo, from_resolved, to_resolved, opts)
     # ostree's generate always runs verbose; these go to stderr as there
     sys.stderr.write(f"uncompressed={stats.uncompressed} compressed={stats.compressed} loose={stats.loose}\n"
-                     f"rollsum=0 objects, 0 bytes\nbsdiff={stats.n_bsdiff} objects\n")
+                     f"rollsum={stats.n_rollsum} objects, {stats.rollsum_size} bytes\n"
+                     f"bsdiff={stats.n_bsdiff} objects\n")
     return 0
 
 
@@ -189,12 +206,64 @@ def _cmd_apply_offline(ctx: Context, argv: list[str]) -> int:
     repo = ctx.open_repo()
     if not args:
         raise OstreeError("PATH must be specified")
-    if len(args) > 1 or o.keys_file or o.keys_dir:
-        raise OstreeError("Verifying static delta signatures is not supported by pyostree")
-    deltas.apply_offline(repo, args[0])
+    from pyostree.remote.deltas import signing
+
+    # as an ostree built with ed25519 support: the type defaults to ed25519, and
+    # without key arguments the system keys are used if there are any
+    engine = signing.load_engine(o.sign_type or "ed25519", args[1:], o.keys_file, o.keys_dir, optional=True)
+    checked = False
+    sbpath = args[0] if not os.path.isdir(args[0]) else os.path.join(args[0], "superblock")
+    try:
+        with open(sbpath, "rb") as f:
+            sbdata = f.read()
+    except OSError:
+        sbdata = b""  # apply_offline reports it
+    if signing.is_signed(sbdata):
+        if engine is None:
+            if repo.config.get_bool("core", "sign-verify-deltas", False):
+                raise OstreeError("Key is mandatory to check delta signature")
+        else:
+            signing.verify(sbdata, engine)
+            checked = True
+    deltas.apply_offline(repo, args[0], signature_checked=checked)
     return 0
 
 
 def _cmd_verify(ctx: Context, argv: list[str]) -> int:
-    parse(argv, SIGN_OPTIONS, "static-delta verify [OPTION…] STATIC-DELTA-FILE [KEY-ID...]")
-    raise OstreeError("Verifying static delta signatures is not supported by pyostree")
+    o, args = parse(argv, SIGN_OPTIONS, "static-delta verify [OPTION…] STATIC-DELTA-FILE [KEY-ID...]")
+    repo = ctx.open_repo()
+    if not args:
+        raise OstreeError("DELTA must be specified")
+    from pyostree.remote.deltas import signing
+    from pyostree.remote.sign import get_engine
+
+    try:
+        get_engine(o.sign_type or "ed25519")
+    except OstreeError:
+        print("Sign-type not supported")
+        raise
+    engine = signing.load_engine(o.sign_type or "ed25519", args[1:], o.keys_file, o.keys_dir, optional=False)
+    assert engine is not None
+    delta_id = args[0]
+    try:
+        if "/" in delta_id:
+            try:
+                with open(delta_id, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise OstreeError(f"openat({delta_id}): {e.strerror}") from None
+        else:
+            from_, to = deltas.parse_delta_name(delta_id)
+            rel = deltas.delta_relpath(from_, to, "superblock")
+            try:
+                fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=repo.dfd)
+            except OSError as e:
+                raise OstreeError(f"openat({rel}): {e.strerror}") from None
+            with os.fdopen(fd, "rb") as f:
+                data = f.read()
+        signing.verify(data, engine)
+    except OstreeError:
+        print("Verification fails", flush=True)
+        raise
+    print("Verification OK")
+    return 0

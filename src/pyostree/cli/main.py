@@ -97,7 +97,7 @@ def _version() -> str:
     # Only what pyostree really implements: scripts probe this list (e.g. for
     # gpgme) to decide which checks to run, and a feature claimed but missing
     # turns a skip into a failure.
-    features = ["libarchive", "gpgme", "sign-ed25519", "release", "overlayfs-whiteouts", "container"]
+    features = ["libarchive", "gpgme", "sign-ed25519", "release", "overlayfs-whiteouts", "container", "composefs"]
     lines = ["libostree:", f" Version: '{OSTREE_COMPAT_VERSION}'", f" pyostree: '{__version__}'", " Features:"]
     lines += [f"  - {f}" for f in features]
     return "\n".join(lines)
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:
         # an unexpected OS failure still gets a clean one-line error
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        where = f" ({e.filename})" if isinstance(getattr(e, "filename", None), str) else ""  # not an fd
         sys.stderr.write(f"error: {e.strerror or e}{where}\n")
         return 1
     except (ValueError, RecursionError, MemoryError, UnicodeError) as e:

@@ -25,11 +25,12 @@ CALLBACK = "callback"
 class Opt:
     """One option's spec (a plain class: dataclasses cost start-up time)."""
 
-    __slots__ = ("dest", "help", "kind", "long", "metavar", "optional_value", "short", "show_metavar")
+    __slots__ = ("dest", "help", "hidden", "kind", "long", "metavar", "optional_value", "short",
+                 "show_metavar")
 
     def __init__(self, long: str, short: str | None = None, kind: str = FLAG, help: str = "",
                  metavar: str = "", dest: str | None = None, optional_value: bool = False,
-                 show_metavar: bool = True) -> None:
+                 show_metavar: bool = True, hidden: bool = False) -> None:
         self.long = long
         self.short = short
         self.kind = kind
@@ -38,6 +39,7 @@ class Opt:
         self.dest = dest
         self.optional_value = optional_value  # flag that may take =VALUE
         self.show_metavar = show_metavar  # False: help shows just --opt (no arg_description)
+        self.hidden = hidden  # G_OPTION_FLAG_HIDDEN: not in --help (keeps the help ostree 2022.7's)
 
     @property
     def key(self) -> str:
@@ -60,6 +62,46 @@ class Options:
         raise AttributeError(name)
 
 
+G_MININT = -(1 << 31)
+G_MAXINT = (1 << 31) - 1
+
+
+def strtol(text: str) -> tuple[int, int]:
+    """C ``strtol(text, &end, 0)``: (value, characters consumed); 0 consumed when nothing parses."""
+    i = 0
+    n = len(text)
+    while i < n and text[i] in " \t\n\v\f\r":
+        i += 1
+    neg = False
+    if i < n and text[i] in "+-":
+        neg = text[i] == "-"
+        i += 1
+    base = 10
+    if text[i:i + 2] in ("0x", "0X") and i + 2 < n and text[i + 2] in "0123456789abcdefABCDEF":
+        base = 16
+        i += 2
+    elif text[i:i + 1] == "0":
+        base = 8
+    start = i
+    digits = "0123456789abcdef"[:base]
+    while i < n and text[i].lower() in digits:
+        i += 1
+    if i == start:
+        return 0, 0
+    v = int(text[start:i], base)
+    return (-v if neg else v), i
+
+
+def parse_gint(value: str, name: str) -> int:
+    """An integer option as GOption parses it (``strtol`` base 0, 32-bit range), with its messages."""
+    v, used = strtol(value)
+    if not value or used != len(value):
+        raise OstreeError(f"Cannot parse integer value “{value}” for {name}")
+    if not G_MININT <= v <= G_MAXINT:
+        raise OstreeError(f"Integer value “{value}” for {name} out of range")
+    return v
+
+
 def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "") -> tuple[Options, list[str]]:
     # every ostree command also takes -v/--verbose (unless it has its own -v)
     by_long = {"verbose": Opt("verbose", "v", FLAG, dest="_verbose")}
@@ -77,10 +119,7 @@ def parse(argv: list[str], specs: list[Opt], usage: str = "", summary: str = "")
         elif o.kind == STRINGS:
             getattr(opts, o.key).append(value)
         elif o.kind == INT:
-            try:
-                setattr(opts, o.key, int(value or ""))
-            except ValueError:
-                raise OstreeError(f"Cannot parse integer value “{value}” for {name}") from None
+            setattr(opts, o.key, parse_gint(value or "", name))
 
     i = 0
     while i < len(argv):
@@ -144,6 +183,8 @@ def help_text(usage: str, summary: str, specs: list[Opt]) -> str:
         rows.append(("--repo=PATH", "Path to OSTree repository (defaults to current directory or "
                                     "/sysroot/ostree/repo)"))
     for o in specs:
+        if o.hidden:
+            continue
         flag = (f"-{o.short}, " if o.short else "") + f"--{o.long}"
         if o.kind != FLAG and o.show_metavar:
             flag += "=" + (o.metavar or o.long.upper())

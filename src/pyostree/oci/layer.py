@@ -303,6 +303,9 @@ class _Builder:
     # -- entries ------------------------------------------------------------
     def add(self, m: tarfile.TarInfo, tf: tarfile.TarFile) -> None:
         entry = m.name
+        for field, value in (("uid", m.uid), ("gid", m.gid)):
+            if not 0 <= value <= obj.U32_MAX:
+                raise self._err(entry, f"{field} {value} out of range (0 to {obj.U32_MAX})")
         parts = self._split(entry)
         if not parts:  # the layer root
             if not m.isdir():

@@ -31,11 +31,12 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from pyostree.errors import NotFoundError, OstreeError
-from pyostree.remote.pull_local import PullStats, import_object
+from pyostree.remote.pull_local import PullStats, check_bindings, import_object
 from pyostree.remote.remotes import list_remotes
 from pyostree.store import gvariant
 from pyostree.store import objects as obj
 from pyostree.store import refs as _refs
+from pyostree.store.files import check_deflate_end
 from pyostree.store.fsck import commit_state, remove_tombstone
 from pyostree.store.keyfile import KeyFile
 from pyostree.store.objects import ObjectType, Record
@@ -46,7 +47,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
-    from pyostree.remote.fetcher import Fetcher
+    from pyostree.remote.fetcher import Fetcher, FetchPolicy
 
 DEFAULT_RETRIES = 5  # ostree's default for --network-retries
 _MAX_SUMMARY_SIZE = 50 * 1024 * 1024
@@ -64,7 +65,9 @@ class PullOptions(Record):
                  http_trusted: bool = False, require_static_deltas: bool = False,
                  disable_static_deltas: bool = False, timeout: float = 30.0,
                  http_headers: dict[str, str] | None = None, gpg_verify: bool | None = None,
-                 gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None) -> None:
+                 gpg_verify_summary: bool | None = None, sign_verifiers: list[Any] | None = None,
+                 verify_bindings: bool = True, low_speed_limit: int = 1000, low_speed_time: int = 30,
+                 retry_all: bool = True) -> None:
         self.url = url
         """Use this URL instead of the remote's configured one."""
         self.commit_only = commit_only
@@ -85,8 +88,23 @@ class PullOptions(Record):
         self.gpg_verify = gpg_verify
         """Require good GPG signatures on commits; None: the remote's ``gpg-verify`` (default true)."""
         self.gpg_verify_summary = gpg_verify_summary
+        self.verify_bindings = verify_bindings
+        """Check commits' ref and collection bindings (``--disable-verify-bindings`` turns it off)."""
         self.sign_verifiers = sign_verifiers
         """``sign-verify`` engines (pyostree.sign.SignEngine) commits must carry a good signature of."""
+        self.low_speed_limit = low_speed_limit
+        """Bytes per second below which a transfer is ended (``--low-speed-limit-bytes``; 0: none)."""
+        self.low_speed_time = low_speed_time
+        """Seconds the speed may stay below the limit (``--low-speed-time-seconds``)."""
+        self.retry_all = retry_all
+        """Retry failed requests (``--disable-retry-on-network-errors`` turns it off)."""
+
+    def fetch_policy(self) -> FetchPolicy:
+        from pyostree.remote.fetcher import FetchPolicy
+
+        return FetchPolicy(retries=self.network_retries, retry_all=self.retry_all,
+                           low_speed_limit=self.low_speed_limit, low_speed_time=self.low_speed_time,
+                           timeout=self.timeout)
 
 
 
@@ -98,15 +116,23 @@ class HttpPullStats(PullStats):
     bytes_transferred = 0
     seconds = 0.0
     local_transport = False
+    delta_parts = 0
+    dry_run_line: str | None = None
+    """``--dry-run``: ostree's ``Delta update: ...`` line (printed instead of the status line)."""
 
     def status_line(self) -> str:
         """The line ``ostree pull`` prints when done (non-tty progress)."""
         from pyostree.store.dump import format_size
 
+        if self.dry_run_line is not None:
+            return self.dry_run_line
         if self.local_transport:
             s = f"{self.metadata_fetched} metadata, {self.content_fetched} content objects imported"
         else:
-            s = f"{self.metadata_fetched} metadata, {self.content_fetched} content objects fetched"
+            if self.delta_parts > 0:
+                s = f"{self.delta_parts} delta parts, {self.metadata_fetched + self.content_fetched} loose fetched"
+            else:
+                s = f"{self.metadata_fetched} metadata, {self.content_fetched} content objects fetched"
             if self.metadata_local or self.content_local:
                 s += f" ({self.metadata_local} meta, {self.content_local} content local)"
         if self.bytes_transferred > 0:
@@ -172,6 +198,10 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
         names = [b.strip() for b in (configured or "").split(";") if b.strip()]
         if not names:
             raise OstreeError(f"No configured branches for remote {remote_name_or_url}")
+    if opts.dry_run and not opts.require_static_deltas:
+        raise OstreeError("--dry-run requires --require-static-deltas")
+    if opts.require_static_deltas and opts.disable_static_deltas:
+        raise OstreeError("Can't use --require-static-deltas with --disable-static-deltas")
     if opts.require_static_deltas and repo.mode is RepoMode.ARCHIVE:
         raise OstreeError("Can't use static deltas in an archive repo")
     if remote_name is not None:
@@ -190,8 +220,6 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
     parsed = urlparse(url)
     scheme = parsed.scheme
     if scheme == "file":
-        if opts.require_static_deltas or opts.dry_run:
-            raise OstreeError("Static deltas are not supported by pyostree")
         try:
             src = Repo.open(unquote(parsed.path))
         except OstreeError as e:
@@ -201,8 +229,6 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
         raise OstreeError(f"Invalid URI scheme in {url}")
     if parsed.hostname is None:
         raise OstreeError(f"Invalid URL {url}")
-    if opts.require_static_deltas or opts.dry_run:
-        raise OstreeError("Static deltas are not supported by pyostree")
     if contenturl is not None and urlparse(contenturl).scheme not in ("http", "https"):
         raise OstreeError(f"Invalid URI scheme in {contenturl}")
     from pyostree.remote.cookies import cookie_header
@@ -217,9 +243,8 @@ def pull(repo: Repo, remote_name_or_url: str, refs: list[str] | None = None,
 
     content_fetcher = None
     if contenturl is not None and contenturl.rstrip("/") != url.rstrip("/"):
-        content_fetcher = Fetcher(contenturl, retries=opts.network_retries, timeout=opts.timeout,
-                                  headers=headers_for(contenturl))
-    return _run(repo, Fetcher(url, retries=opts.network_retries, timeout=opts.timeout, headers=headers_for(url)),
+        content_fetcher = Fetcher(contenturl, policy=opts.fetch_policy(), headers=headers_for(contenturl))
+    return _run(repo, Fetcher(url, policy=opts.fetch_policy(), headers=headers_for(url)),
                 None, opts, remote_name, names, content_fetcher)
 
 
@@ -262,6 +287,27 @@ def _compare_timestamps(current_rev: str, current_ts: int, new_rev: str, new_ts:
         f"'{_fmt_c(current_ts)}'; use --allow-downgrade to permit")
 
 
+def _filez_bound(head: bytes) -> int | None:
+    """The most bytes a ``.filez`` can take, from its header: the deflate bound of its size.
+
+    None while *head* is too short; a header that can't be valid bounds the
+    body to what came already (it is refused when it is verified).
+    """
+    if len(head) < 8:
+        return None
+    n: int = struct.unpack(">I", head[:4])[0]
+    if n > obj.MAX_METADATA_SIZE:
+        return len(head)
+    if 8 + n > len(head):
+        return None
+    try:
+        info = obj.parse_zlib_file_header(head[8:8 + n], "header")
+    except OstreeError:
+        return len(head)
+    size = int(info.size)
+    return 8 + n + size + (size >> 12) + (size >> 14) + (size >> 25) + 64
+
+
 class _Target(Record):
     def __init__(self, ref: str | None, commit: str) -> None:
         self.ref = ref
@@ -288,6 +334,12 @@ class _HttpPuller:
         self.pending_meta: dict[tuple[str, ObjectType], None] = {}
         self.pending_trees: dict[str, list[list[str]] | None] = {}
         self.remote_name: str | None = None
+        self.summary_deltas: dict[str, bytes | None] = {}
+        """Deltas the summary offers (name -> superblock sha256)."""
+        self.indexed_deltas = False
+        from pyostree.remote.pull_deltas import DeltaTotals
+
+        self.delta_totals = DeltaTotals()
         self.subpath_parts: list[list[str]] | None = None
         if opts.subpaths:
             parts: list[list[str]] = []
@@ -303,6 +355,35 @@ class _HttpPuller:
     def fetcher(self) -> Fetcher:
         assert self._fetcher is not None
         return self._fetcher
+
+    def url_for(self, rel: str) -> str:
+        if self.src is None:
+            return self.fetcher.url_for(rel)
+        return f"file://{self.src.path}/{rel}"
+
+    def read_rel(self, rel: str, max_size: int, *, optional: bool) -> bytes | None:
+        """The file *rel* of the remote (HTTP, or the file:// source repo), at most *max_size* bytes."""
+        if self.src is None:
+            return self.fetcher.get(rel, max_size=max_size, optional=optional)
+        try:
+            fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.src.dfd)
+        except FileNotFoundError:
+            if optional:
+                return None
+            raise OstreeError(f"Couldn't find file {self.url_for(rel)}") from None
+        except OSError as e:
+            raise OstreeError(f"Opening {self.url_for(rel)}: {e.strerror}") from None
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(max_size + 1)
+        if len(data) > max_size:
+            raise OstreeError(f"While fetching {self.url_for(rel)}: Exceeded maximum size {max_size}")
+        return data
+
+    def _deltas_enabled(self) -> bool:
+        o = self.opts
+        if o.disable_static_deltas or o.commit_only or self.dest.mode is RepoMode.ARCHIVE:
+            return False
+        return self.src is None or o.require_static_deltas
 
     def _get_meta(self, keys: list[tuple[str, ObjectType]], optional: bool = False
                   ) -> Iterator[tuple[tuple[str, ObjectType], bytes | None]]:
@@ -325,36 +406,61 @@ class _HttpPuller:
     # -- remote setup ----------------------------------------------------------
 
     def _load_remote_info(self, need_summary: bool) -> None:
-        """Summary refs (when some ref needs resolving) and the remote's mode."""
-        if self.src is not None:
-            return
-        where = self.fetcher.url_for("summary")
+        """Summary refs (when some ref needs resolving), deltas on offer, and the remote's mode."""
+        deltas = self._deltas_enabled()
+        if self.src is not None and not deltas:
+            return  # refs come from the source repo itself
+        kf: KeyFile | None = None
+        have_config = False
+        if not need_summary and deltas:
+            kf = self._remote_config()
+            have_config = True
+            self.indexed_deltas = kf is not None and kf.get_bool("core", "indexed-deltas", False)
+            if not self.indexed_deltas:
+                need_summary = True
         data = None
         if need_summary:
-            data = self.fetcher.get("summary", max_size=_MAX_SUMMARY_SIZE, optional=True)
+            data = self.read_rel("summary", _MAX_SUMMARY_SIZE, optional=True)
         mode: str | None = None
         if data is not None:
-            self.summary_refs, md = parse_summary_refs(data, where)
+            self.summary_refs, md = parse_summary_refs(data, self.url_for("summary"))
+            if deltas:
+                from pyostree.remote.pull_deltas import summary_deltas
+
+                self.summary_deltas = summary_deltas(md)
+                ix = md.get("ostree.summary.indexed-deltas")
+                if ix is not None and ix.value is True:
+                    self.indexed_deltas = True
             m = md.get("ostree.summary.mode")
             t = md.get("ostree.summary.tombstone-commits")
             if m is not None and t is not None and isinstance(m.value, str):
                 mode = m.value
                 self.tombstones = bool(t.value)
+        if self.opts.require_static_deltas and not self.indexed_deltas and not self.summary_deltas:
+            raise OstreeError("Fetch configured to require static deltas, but no summary deltas or delta index found")
+        if self.src is not None:
+            return
         if mode is None:
             # (libostree assumes an archive remote here; we look at its config when it has one)
-            cfg = self.fetcher.get("config", max_size=1 << 20, optional=True)
-            if cfg is None:
+            if not have_config:
+                kf = self._remote_config()
+            if kf is None:
                 return
-            try:
-                kf = KeyFile.parse(cfg.decode("utf-8"), self.fetcher.url_for("config"))
-            except (UnicodeDecodeError, OstreeError) as e:
-                raise OstreeError(f"Invalid remote config {self.fetcher.url_for('config')}: {e}") from None
             mode = kf.get("core", "mode", "bare") or "bare"
             self.tombstones = kf.get_bool("core", "tombstone-commits", False)
         if mode == "archive-z2":
             mode = "archive"
         if mode != "archive":
             raise OstreeError(f'Can\'t pull from archives with mode "{mode}"')
+
+    def _remote_config(self) -> KeyFile | None:
+        cfg = self.read_rel("config", 1 << 20, optional=True)
+        if cfg is None:
+            return None
+        try:
+            return KeyFile.parse(cfg.decode("utf-8"), self.url_for("config"))
+        except (UnicodeDecodeError, OstreeError) as e:
+            raise OstreeError(f"Invalid remote config {self.url_for('config')}: {e}") from None
 
     def _gpg_verify_summary(self) -> None:
         from pyostree.remote import gpg
@@ -428,7 +534,21 @@ class _HttpPuller:
         targets = self._resolve(names)
         dest = self.dest
         before = dest.stats["content_bytes_written"]
+        if self.opts.dry_run:
+            from pyostree.remote import pull_deltas
+
+            for t in targets:
+                pull_deltas.initiate(self, t)
+            self.stats.dry_run_line = self.delta_totals.line()
+            return self.stats
         with dest.transaction():
+            if self._deltas_enabled():
+                from pyostree.remote import pull_deltas
+
+                b0 = dest.stats["content_bytes_written"]
+                for t in targets:
+                    pull_deltas.initiate(self, t)
+                before += dest.stats["content_bytes_written"] - b0  # ostree doesn't count what deltas write
             self._pull_commits([(t.commit, self.opts.depth, False, t.ref) for t in targets])
             self._walk_trees()
             self._fetch_content()
@@ -445,7 +565,7 @@ class _HttpPuller:
             pass  # libostree also copies the summary; ours is regenerated by `summary -u`
         self.stats.content_bytes_written = dest.stats["content_bytes_written"] - before
         self.stats.bytes_transferred = sum(f.bytes_transferred for f in (self._fetcher, self.content_fetcher) if f)
-        self.stats.local_transport = self.src is not None
+        self.stats.local_transport = self.src is not None and not self._deltas_enabled()
         self.stats.seconds = time.monotonic() - t0
         return self.stats
 
@@ -487,21 +607,33 @@ class _HttpPuller:
         while level:
             todo: list[tuple[str, int, bool, str | None]] = []
             fetch: dict[str, tuple[int, bool, str | None]] = {}
+            from_cache: set[str] = set()
             for csum, depth, is_parent, ref in level:
                 if csum in self.scanned_commits:
                     continue
                 self.scanned_commits.add(csum)
-                if dest.has_object(ObjectType.COMMIT, csum) or self._from_cache(ObjectType.COMMIT, csum):
+                if dest.has_object(ObjectType.COMMIT, csum):
+                    todo.append((csum, depth, is_parent, ref))
+                elif any(c.has_object(ObjectType.COMMIT, csum) for c in self.caches):
+                    # partial until its tree is complete: the cache may not have all of it
+                    if not commit_state(dest, csum)[0]:
+                        dest.mark_commit_partial(csum, True)
+                    self._from_cache(ObjectType.COMMIT, csum)
+                    remove_tombstone(dest, csum)
+                    from_cache.add(csum)
                     todo.append((csum, depth, is_parent, ref))
                 else:
                     fetch[csum] = (depth, is_parent, ref)
             # detached metadata (signatures) of fetched commits, and again of requested
             # commits already here (they may have been signed since), as libostree
-            present = [c for c, _d, is_parent, _r in todo if not is_parent]
+            # (not those the local cache gave: libostree doesn't ask the remote for their detached metadata)
+            present = [c for c, _d, is_parent, _r in todo if not is_parent and c not in from_cache]
             detached: dict[str, bytes] = {}
             if fetch or present:
                 for (csum, _t), md in self._get_meta([(c, ObjectType.COMMIT_META) for c in [*fetch, *present]],
                                                      optional=True):
+                    if self.src is None:
+                        self.stats.metadata_fetched += 1  # libostree counts the request, found or 404
                     if md is not None:
                         detached[csum] = md
             if (self.opts.gpg_verify or self.opts.sign_verifiers):
@@ -533,6 +665,8 @@ class _HttpPuller:
             nxt: list[tuple[str, int, bool, str | None]] = []
             for csum, depth, is_parent, ref in todo:
                 commit = dest.load_commit(csum)
+                if self.opts.verify_bindings:
+                    check_bindings(self._remote_collection_id(), None if is_parent else ref, commit, csum)
                 if self.opts.timestamp_check and ref is not None and not is_parent:
                     self._check_timestamp(ref, None if self.opts.mirror else self.remote_name, commit, csum)
                 if self.opts.timestamp_check_from_rev:
@@ -545,6 +679,17 @@ class _HttpPuller:
                     self._want_tree(commit.root_contents, self.subpath_parts)
                     self.completed_commits.append(csum)
             level = nxt
+
+    def _remote_collection_id(self) -> str | None:
+        """The collection the commits must be bound to: a local source's own collection ID,
+        else the remote's ``collection-id`` option (libostree's get_remote_repo_collection_id)."""
+        if self.src is not None:
+            return self.src.collection_id or None
+        if self.remote_name is None:
+            return None
+        from pyostree.remote.remotes import get_remote_option
+
+        return get_remote_option(self.dest, self.remote_name, "collection-id") or None
 
     def _gpg_verify_commit(self, csum: str, data: bytes, detached: bytes | None) -> None:
         """Check the signatures of a fetched commit before it is stored (``gpg_verify_unwritten_commit``)."""
@@ -659,7 +804,7 @@ class _HttpPuller:
             return
         for csum, data in (self.content_fetcher or self.fetcher).fetch_many(
                 missing, lambda c: obj.object_relpath(c, ObjectType.FILE, archive=True),
-                max_size=_MAX_CONTENT_SIZE, spool_dir=f"/proc/self/fd/{dest.dfd}/tmp"):
+                max_size=_MAX_CONTENT_SIZE, spool_dir=f"/proc/self/fd/{dest.dfd}/tmp", size_bound=_filez_bound):
             assert data is not None
             if isinstance(data, bytes):
                 self._store_filez(csum, data)
@@ -674,9 +819,9 @@ class _HttpPuller:
         head = f.read(8)
         if len(head) < 8:
             raise OstreeError(f"Corrupted {what}: file header too short")
-        (n,) = struct.unpack(">I", head[:4])
-        if n > obj.MAX_METADATA_SIZE:
-            raise OstreeError(f"Corrupted {what}: file header size {n} out of range")
+        fsize = f.seek(0, os.SEEK_END)
+        n = obj.lenprefixed_header_length(head, what, fsize) - 8
+        f.seek(8)
         variant = f.read(n)
         if len(variant) != n:
             raise OstreeError(f"Corrupted {what}: file header too short")
@@ -687,7 +832,7 @@ class _HttpPuller:
         trusted_raw = dest.mode is RepoMode.ARCHIVE and self.opts.http_trusted
         if not info.is_regular:
             f.seek(0)
-            self._store_filez(csum, f.read(obj.MAX_METADATA_SIZE + 16))
+            self._store_filez(csum, f.read(8 + n + 1))  # the byte past the header is trailing data
             return
         import tempfile
 
@@ -707,9 +852,11 @@ class _HttpPuller:
                             if dest.mode is not RepoMode.ARCHIVE:
                                 out.write(piece)
                             piece = d.decompress(d.unconsumed_tail, 1 << 20) if d.unconsumed_tail else b""
+                        check_deflate_end(d, what, False)
                     piece = d.flush()
                 except zlib.error as e:
                     raise OstreeError(f"Corrupted file object {csum}: {e}") from None
+                check_deflate_end(d, what, True, fsize > 8 + n)
                 total += len(piece)
                 h.update(piece)
                 if dest.mode is not RepoMode.ARCHIVE:
@@ -750,6 +897,9 @@ class _HttpPuller:
                 raise OstreeError(f"Corrupted file object {csum}: {e}") from None
             if len(content) != info.size or d.unconsumed_tail:
                 raise OstreeError(f"Corrupted file object {csum}: content is not {info.size} bytes")
+            check_deflate_end(d, what, True, len(data) > hlen)
+        elif len(data) > hlen:
+            raise OstreeError(f"Corrupted {what}: trailing data after the file header")
         actual = obj.sha256(obj.file_header(info) + content).hexdigest()
         if actual != csum:
             raise OstreeError(f"Corrupted file object; checksum expected='{csum}' actual='{actual}'")

@@ -19,7 +19,7 @@ import os
 from pyostree.errors import NotFoundError, OstreeError
 from pyostree.store import objects as obj
 from pyostree.store import refs as _refs
-from pyostree.store.objects import ObjectType
+from pyostree.store.objects import Commit, ObjectType
 from pyostree.store.repo import Repo, RepoMode
 
 _SPOOL_THRESHOLD = 16 << 20
@@ -153,8 +153,9 @@ def _link_bareuser_to_bareuseronly(dest: Repo, src: Repo, checksum: str, info: o
 
 class _LocalPuller:
     def __init__(self, dest: Repo, src: Repo, *, trusted: bool, commit_only: bool, depth: int,
-                 bareuseronly_files: bool) -> None:
+                 bareuseronly_files: bool, verify_bindings: bool = True) -> None:
         self.dest = dest
+        self.verify_bindings = verify_bindings
         self.src = src
         self.trusted = trusted
         self.commit_only = commit_only
@@ -223,7 +224,7 @@ class _LocalPuller:
         dest._staged.add(key)
         return True
 
-    def scan_commit(self, checksum: str, is_parent: bool) -> None:
+    def scan_commit(self, checksum: str, is_parent: bool, ref: str | None = None) -> None:
         key = (checksum, ObjectType.COMMIT)
         if key in self.scanned:
             return
@@ -244,6 +245,8 @@ class _LocalPuller:
         elif self.src.has_object(ObjectType.COMMIT, checksum):
             _copy_detached_metadata(dest, self.src, checksum)
         commit = dest.load_commit(checksum)
+        if self.verify_bindings:
+            check_bindings(self.src.collection_id, None if is_parent else ref, commit, checksum)
         depth = self.commit_depth.get(checksum, self.maxdepth)
         if commit.parent and (self.maxdepth == -1 or depth > 0):
             self.commit_depth[commit.parent] = depth - 1 if depth > 0 else -1
@@ -324,14 +327,29 @@ def _verify_src_commit(dest: Repo, src: Repo, checksum: str, remote: str | None)
     gpg.verify_data(data, sigs, gpg.collect_keyrings(dest, remote)).require_valid()
 
 
+def check_bindings(collection_id: str | None, ref: str | None, commit: Commit, checksum: str) -> None:
+    """libostree's pull check of a commit's ``ostree.ref-binding``/``ostree.collection-binding``:
+    *ref* (None for a parent or a commit asked for by checksum) must be bound, and with a
+    *collection_id* (the source's) the commit must be bound to it."""
+    from pyostree.store.fsck import verify_bindings
+
+    try:
+        verify_bindings(collection_id, ref, commit)
+    except OstreeError as e:
+        raise OstreeError(f"Commit {checksum}: {e}") from None
+
+
 def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remote: str | None = None,
                untrusted: bool = False, commit_only: bool = False, depth: int = 0,
                bareuseronly_files: bool = False, gpg_verify: bool = False,
-               gpg_verify_summary: bool = False, require_static_deltas: bool = False) -> PullStats:
+               gpg_verify_summary: bool = False, require_static_deltas: bool = False,
+               verify_bindings: bool = True) -> PullStats:
     """Pull *refs* (all of the source's refs when None) from the repository at *src_path*.
 
     Refs are written as local refs, or as ``remote:ref`` when *remote* is set;
-    a plain checksum is pulled without writing a ref.
+    a plain checksum is pulled without writing a ref.  Each commit's ref and collection bindings
+    are checked against the name it was pulled by and the source's collection ID unless
+    *verify_bindings* is false (``--disable-verify-bindings``).
     """
     if (gpg_verify or gpg_verify_summary) and remote is None:
         raise OstreeError("Must specify remote name to enable gpg verification")
@@ -368,11 +386,11 @@ def pull_local(dest: Repo, src_path: str, refs: list[str] | None = None, *, remo
             for target, refname in targets:
                 _deltas.pull_from_repo(dest, src, target, refname)
         puller = _LocalPuller(dest, src, trusted=not untrusted, commit_only=commit_only, depth=depth,
-                              bareuseronly_files=bareuseronly_files)
+                              bareuseronly_files=bareuseronly_files, verify_bindings=verify_bindings)
         before = dest.stats["content_bytes_written"]
         with dest.transaction():
-            for target, _ref in targets:
-                puller.scan_commit(target, False)
+            for target, refname in targets:
+                puller.scan_commit(target, False, refname)
             for target, refname in targets:
                 if refname is not None:
                     _refs.set_ref(dest, remote, refname, target)

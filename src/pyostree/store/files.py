@@ -63,12 +63,21 @@ def proc_path(dir_fd: int, name: str) -> str:
 
 
 def set_xattrs(target: str | int, xattrs: Xattrs, *, follow: bool = False) -> None:
+    """Set each xattr; a failure is an :class:`OstreeError` naming the attribute, as
+    libostree's ``Setting xattrs: fsetxattr(NAME): ...``."""
     for name, value in xattrs:
-        n = obj.xattr_name(name).decode("utf-8", "surrogateescape")
-        if isinstance(target, int):
-            os.setxattr(target, n, value)
-        else:
-            os.setxattr(target, n, value, follow_symlinks=follow)
+        raw = obj.xattr_name(name)
+        n = raw.decode("utf-8", "surrogateescape")
+        if not raw or b"\0" in raw:
+            raise OstreeError(f"Setting xattrs: invalid xattr name {n!r} (empty or with a NUL byte)")
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, n, value)
+            else:
+                os.setxattr(target, n, value, follow_symlinks=follow)
+        except OSError as e:
+            raise OstreeError(f"Setting xattrs: fsetxattr({n}): {os.strerror(e.errno or 0)}",
+                              errno=e.errno) from None
 
 
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -182,6 +191,16 @@ def rm_rf_at(dfd: int, name: str) -> None:
     os.rmdir(name, dir_fd=dfd)
 
 
+def check_deflate_end(d: zlib._Decompress, what: str, at_eof: bool, fed: bool = True) -> None:
+    """Stored objects are canonical: an archive object's payload is one whole raw-deflate
+    stream and nothing after it (libostree's readers stop at the stream's end and never
+    look further, so its fsck misses trailing bytes; ours does not)."""
+    if d.eof and d.unused_data:
+        raise OstreeError(f"Corrupted {what}: trailing data after the deflate stream")
+    if at_eof and not d.eof and fed:
+        raise OstreeError(f"Corrupted {what}: truncated deflate stream")
+
+
 class _InflateReader:
     """A read-only stream over an archive object's raw-deflate payload."""
 
@@ -191,6 +210,7 @@ class _InflateReader:
         self._d = zlib.decompressobj(-15)
         self._buf = b""
         self._eof = False
+        self._fed = False
         self._what = what
 
     def read(self, n: int = -1) -> bytes:
@@ -198,12 +218,14 @@ class _InflateReader:
             chunk = self._f.read(CHUNK)
             try:
                 if chunk:
+                    self._fed = True
                     self._buf += self._d.decompress(chunk)
                 else:
                     self._buf += self._d.flush()
                     self._eof = True
             except zlib.error as e:
                 raise OstreeError(f"Corrupted {self._what}: {e}") from None
+            check_deflate_end(self._d, self._what, self._eof, self._fed)
         if n < 0:
             out, self._buf = self._buf, b""
         else:

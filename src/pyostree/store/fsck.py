@@ -96,16 +96,16 @@ def remove_tombstone(repo: Repo, checksum: str) -> None:
 def delete_object(repo: Repo, objtype: ObjectType, checksum: str) -> None:
     """``ostree_repo_delete_object``: unlink, and leave a tombstone for commits if configured."""
     rel = obj.object_relpath(checksum, objtype, repo.is_archive)
-    if objtype is ObjectType.COMMIT:
-        try:
-            os.unlink(obj.object_relpath(checksum, ObjectType.COMMIT_META), dir_fd=repo.dfd)
-        except FileNotFoundError:
-            pass
     try:
         os.unlink(rel, dir_fd=repo.dfd)
     except OSError as e:
         raise OstreeError(f"Deleting object {checksum}.{objtype.value}: {os.strerror(e.errno or 0)}",
                           errno=e.errno) from None
+    if objtype is ObjectType.COMMIT:  # after the commit: a commit never loses its signature first
+        try:
+            os.unlink(obj.object_relpath(checksum, ObjectType.COMMIT_META), dir_fd=repo.dfd)
+        except FileNotFoundError:
+            pass
     repo._meta_cache.pop((objtype, checksum), None)
     if objtype is ObjectType.COMMIT and tombstone_commits_enabled(repo):
         write_tombstone(repo, checksum)

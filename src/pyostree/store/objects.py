@@ -72,6 +72,20 @@ MAX_METADATA_SIZE = 10 * 1024 * 1024
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256(b"")
 
 
+U32_MAX = 0xFFFFFFFF
+
+
+def check_u32(value: int, what: str) -> int:
+    """*value* if it fits the 32 bits ostree stores (uid, gid, mode), else a clear error.
+
+    libostree truncates a tar header's 64-bit uid to 32 bits (2^32 becomes root);
+    pyostree refuses it instead.
+    """
+    if not 0 <= value <= U32_MAX:
+        raise OstreeError(f"{what} {value} out of range (0 to {U32_MAX})")
+    return value
+
+
 def _be32(v: int) -> int:
     return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
@@ -138,6 +152,8 @@ def normalize_xattrs(pairs: Iterable[tuple[bytes, bytes]]) -> Xattrs:
     for name, value in pairs:
         if not name.endswith(b"\0"):
             name = name + b"\0"
+        if b"\0" in name[:-1] or name == b"\0":
+            raise OstreeError(f"Invalid xattr name {name[:-1]!r} (empty or with a NUL byte)")
         out.append((name, bytes(value)))
     out.sort(key=lambda p: p[0])
     return out
@@ -361,14 +377,42 @@ def zlib_file_header(info: FileInfo) -> bytes:
     )
 
 
-def parse_lenprefixed_header(data: bytes, what: str) -> tuple[int, bytes]:
-    """Split a length-prefixed header off *data*; returns (total header length, variant bytes)."""
+def lenprefixed_header_length(data: bytes, what: str, total: int | None = None) -> int:
+    """8 + the header size read from the first 8 bytes of a content object.
+
+    As libostree (``ostree_content_stream_parse``) the only bound is the
+    object's own size, *total* when known: headers over 64 KiB (many or large
+    xattrs, long symlink targets) are legitimate.
+    """
     if len(data) < 8:
         raise OstreeError(f"Corrupted {what}: file header too short")
     (n,) = struct.unpack_from(">I", data, 0)
-    if n > MAX_METADATA_SIZE or 8 + n > len(data):
-        raise OstreeError(f"Corrupted {what}: file header size {n} out of range")
-    return 8 + n, data[8 : 8 + n]
+    if n == 0:
+        raise OstreeError(f"Corrupted {what}: File header size is zero")
+    if total is not None and 8 + n > total:
+        raise OstreeError(f"Corrupted {what}: File header size {n} exceeds size {total}")
+    return 8 + int(n)
+
+
+def parse_lenprefixed_header(data: bytes, what: str) -> tuple[int, bytes]:
+    """Split a length-prefixed header off *data*; returns (total header length, variant bytes)."""
+    hlen = lenprefixed_header_length(data, what)
+    if hlen > len(data):
+        raise OstreeError(f"Corrupted {what}: File header size {hlen - 8} exceeds size {len(data)}")
+    return hlen, data[8:hlen]
+
+
+def pread_head(fd: int, what: str, extra: int = 65536) -> bytes:
+    """The first bytes of a content object: its whole header, and more (64 KiB, or *extra*
+    bytes past a longer header)."""
+    import os
+
+    head = os.pread(fd, 65536, 0)
+    hlen = lenprefixed_header_length(head, what)
+    if hlen > len(head):
+        head = os.pread(fd, hlen + extra, 0)
+        lenprefixed_header_length(head, what, len(head) if len(head) < hlen else None)
+    return head
 
 
 def parse_zlib_file_header(variant: bytes, what: str) -> FileInfo:

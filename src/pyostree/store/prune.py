@@ -28,6 +28,8 @@ from pyostree.store.repo import Repo
 
 _PRUNABLE = (ObjectType.FILE, ObjectType.DIR_TREE, ObjectType.DIR_META, ObjectType.COMMIT,
              ObjectType.PAYLOAD_LINK)
+_DELETE_ORDER = {ObjectType.COMMIT: 0, ObjectType.DIR_TREE: 1, ObjectType.DIR_META: 2, ObjectType.FILE: 3,
+                 ObjectType.PAYLOAD_LINK: 4}
 
 
 @dataclass
@@ -64,7 +66,7 @@ def parse_date(text: str, now: float | None = None) -> int:
     if loose is not None:
         return loose
     try:
-        return parse_timestamp(text)
+        return parse_timestamp(text, allow_negative=True)
     except OstreeError:
         raise OstreeError(f"Could not parse '{text}'") from None
 
@@ -176,28 +178,49 @@ def compute_reachable(repo: Repo, opts: PruneOptions) -> tuple[set[ObjectName], 
     return reachable, True
 
 
+def plan_deletions(repo: Repo, opts: PruneOptions) -> tuple[PruneResult, list[ObjectName]]:
+    """The objects prune deletes, in the order it deletes them, and its counts.
+
+    Crash safety: fsck (ours and ostree's) walks every commit object present, so no instant
+    may leave a commit whose trees are gone.  Commits go first, then what they reference
+    top-down; every commit left is reachable, and a reachable commit reaches only kept
+    objects.  (tests/test_torture_kill.py checks every prefix of this order with both fscks.)
+    """
+    reachable, _ = compute_reachable(repo, opts)
+    result = PruneResult()
+    doomed: list[ObjectName] = []
+    for key in _loose_objects(repo, opts.commit_only):
+        result.total += 1
+        if key in reachable:
+            continue
+        result.freed_bytes += _storage_size(repo, key)
+        result.pruned += 1
+        doomed.append(key)
+    doomed.sort(key=lambda k: _DELETE_ORDER[k[1]])
+    return result, doomed
+
+
+def delete_one(repo: Repo, csum: str, objtype: ObjectType) -> None:
+    """Delete one object as prune does: a commit before its partial marker (removing the
+    marker first would leave a partial commit that fsck no longer excuses)."""
+    delete_object(repo, objtype, csum)
+    if objtype is ObjectType.COMMIT:
+        repo.mark_commit_partial(csum, False)
+
+
 def prune(repo: Repo, opts: PruneOptions | None = None) -> PruneResult:
     """Delete (or with ``no_prune`` only count) objects not reachable under *opts*."""
     opts = opts or PruneOptions()
-    if opts.delete_commit and opts.no_prune:
+    if opts.delete_commit is not None and opts.no_prune:
         raise OstreeError("Cannot specify both --delete-commit and --no-prune")
     with repo.lock(exclusive=True):
-        if opts.delete_commit:
+        if opts.delete_commit is not None:
             checksum = repo.resolve_rev(opts.delete_commit) or opts.delete_commit
             delete_commit(repo, checksum)
-        reachable, _ = compute_reachable(repo, opts)
-        result = PruneResult()
-        for key in _loose_objects(repo, opts.commit_only):
-            result.total += 1
-            if key in reachable:
-                continue
-            result.freed_bytes += _storage_size(repo, key)
-            result.pruned += 1
-            if opts.no_prune:
-                continue
-            if key[1] is ObjectType.COMMIT:
-                repo.mark_commit_partial(key[0], False)
-            delete_object(repo, key[1], key[0])
+        result, doomed = plan_deletions(repo, opts)
+        if not opts.no_prune:
+            for csum, objtype in doomed:
+                delete_one(repo, csum, objtype)
         if not opts.no_prune:
             _prune_static_deltas(repo)
     return result

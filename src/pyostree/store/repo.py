@@ -115,6 +115,24 @@ class ContentObject:
             return f.read()
 
 
+def _zlib_level(text: str | None) -> int:
+    """``[archive] zlib-level`` as libostree reads it: ``g_ascii_strtoull`` clamped to 1..9."""
+    if text is None:
+        return DEFAULT_ZLIB_LEVEL
+    t = text.lstrip()
+    neg = t[:1] == "-"
+    t = t[1:] if t[:1] in ("+", "-") else t
+    digits = ""
+    for ch in t:
+        if not "0" <= ch <= "9":
+            break
+        digits += ch
+    n = int(digits) if digits else 0
+    if neg and n:
+        n = 1 << 64  # strtoull negates in unsigned arithmetic: a huge value
+    return max(1, min(9, n))
+
+
 class Repo:
     """An OSTree repository on disk."""
 
@@ -128,7 +146,7 @@ class Repo:
         self.disable_xattrs = config.get_bool("core", "disable-xattrs", False)
         self.disable_fsync = not config.get_bool("core", "fsync", True)
         self.per_object_fsync = config.get_bool("core", "per-object-fsync", False)
-        self.zlib_level = config.get_int("core", "zlib-level", DEFAULT_ZLIB_LEVEL)
+        self.zlib_level = _zlib_level(config.get("archive", "zlib-level"))
         self.sysroot_dir: str | None = None
         """Set when opened through a deployment's (non-physical) sysroot: remote configs then go to
         its ``etc/ostree/remotes.d`` (libostree's ``OSTREE_REPO_SYSROOT_KIND_VIA_SYSROOT``)."""
@@ -307,9 +325,8 @@ class Repo:
             return cached
         _owner, fd = self._open_object(objtype, checksum)
         try:
-            st = os.fstat(fd)
-            if st.st_size > obj.MAX_METADATA_SIZE:
-                raise OstreeError(f"Metadata object {checksum}.{objtype.value} is too large ({st.st_size} bytes)")
+            # no size bound on local objects, as libostree (whose commit writes dirtrees over
+            # OSTREE_MAX_METADATA_SIZE for wide directories): that bound is for pulls only
             data = read_all(fd)
         finally:
             os.close(fd)
@@ -365,11 +382,8 @@ class Repo:
             if self.mode is RepoMode.ARCHIVE:
                 fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
                 try:
-                    head = os.pread(fd, 65536, 0)
-                    hlen, variant = obj.parse_lenprefixed_header(head, what)
-                    if hlen > len(head):
-                        head = os.pread(fd, hlen, 0)
-                        hlen, variant = obj.parse_lenprefixed_header(head, what)
+                    head = obj.pread_head(fd, what, 0)
+                    _hlen, variant = obj.parse_lenprefixed_header(head, what)
                 finally:
                     os.close(fd)
                 info = obj.parse_zlib_file_header(variant, what)
@@ -385,7 +399,7 @@ class Repo:
                 uid, gid, mode, xattrs = obj.filemeta_parse(meta, what)
                 if stat.S_ISLNK(mode):
                     with open(os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd), "rb") as f:
-                        target_b = f.read(4097)
+                        target_b = f.read()  # no bound but the file (libostree reads it whole)
                     try:
                         target = target_b.rstrip(b"\0").decode("utf-8")
                     except UnicodeDecodeError:
@@ -422,7 +436,7 @@ class Repo:
         fd = os.open(co.relpath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=co.repo.dfd)
         f = os.fdopen(fd, "rb")
         if co.repo.mode is RepoMode.ARCHIVE:
-            head = f.read(65536)
+            head = obj.pread_head(fd, what, 0)
             hlen, _ = obj.parse_lenprefixed_header(head, what)
             return _InflateReader(f, hlen, what)  # type: ignore[return-value]
         return f
@@ -685,6 +699,19 @@ class Repo:
 
     def _write_content_object(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
                               src_fd: int | None) -> None:
+        """Stage one content object; a failure names it (``Writing content object CSUM: ...``)."""
+        try:
+            self._write_content_object_inner(sdfd, checksum, info, data, src_fd)
+        except OstreeError as e:
+            raise OstreeError(f"Writing content object {checksum}: {e}", errno=e.errno) from None
+        except OSError as e:
+            what = f"Writing content object {checksum}"
+            if e.errno == errno.E2BIG and self.mode is RepoMode.BARE_USER:
+                what += ": fsetxattr(user.ostreemeta)"  # the only xattr bare-user sets itself
+            raise os_error(e, what) from None
+
+    def _write_content_object_inner(self, sdfd: int, checksum: str, info: FileInfo, data: bytes | None,
+                                    src_fd: int | None) -> None:
         tmp = random_name()
         mode = self.mode
         if info.is_symlink and mode in (RepoMode.BARE, RepoMode.BARE_USER_ONLY):

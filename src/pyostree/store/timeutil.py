@@ -21,8 +21,25 @@ _FORMATS = [
 ]
 
 
-def parse_timestamp(text: str) -> int:
-    """Seconds since the epoch for the date forms ``ostree commit --timestamp`` accepts."""
+def parse_timestamp(text: str, allow_negative: bool = False) -> int:
+    """Seconds since the epoch for the date forms ``ostree commit --timestamp`` accepts.
+
+    Range-checked: ostree's ``parse_datetime`` fails past a 64-bit ``time_t`` ("Could not
+    parse") and a date before 1970 would wrap in the commit's unsigned 64-bit timestamp;
+    pyostree refuses both.
+    """
+    try:
+        v = _parse_timestamp(text)
+    except (OverflowError, ValueError, OSError):
+        raise OstreeError(f"Could not parse '{text}'") from None
+    if v >= 1 << 63:
+        raise OstreeError(f"Could not parse '{text}'")
+    if v < 0 and not allow_negative:
+        raise OstreeError(f"Timestamp '{text}' is before 1970 (commit timestamps are unsigned)")
+    return v
+
+
+def _parse_timestamp(text: str) -> int:
     s = text.strip()
     if s.startswith("@") and re.fullmatch(r"@-?\d+", s):
         return int(s[1:])

@@ -81,9 +81,17 @@ class Sysroot(SysrootBoot):
             rm_rf_at(self.fd, f"{osdeploy}/{name}")
             opts = CheckoutOptions(process_passthrough_whiteouts=True)
             checkout_tree(self.repo, d.csum, self.abspath(f"{osdeploy}/{name}"), opts)
-            return opendirat(self.fd, f"{osdeploy}/{name}")
+            dfd = opendirat(self.fd, f"{osdeploy}/{name}")
         except OstreeError as e:
             raise OstreeError(f"Checking out deployment tree: {e}", errno=e.errno) from None
+        try:  # .ostree.cfs when composefs is wanted (ostree 2026.4)
+            from pyostree.composefs.deploy import write_deployment_image
+
+            write_deployment_image(self.repo, d.csum, dfd)
+        except BaseException:
+            os.close(dfd)
+            raise
+        return dfd
 
     def _prepare_etc(self, d: Deployment, dfd: int) -> None:
         try:

@@ -259,8 +259,8 @@ class _Checkout(_FileWriter):
             if not did_exist and not self.user and meta.xattrs:
                 try:
                     set_xattrs(dfd, meta.xattrs)
-                except OSError as e:
-                    raise _err(e, f"Setting xattrs on {path}") from None
+                except OstreeError as e:
+                    raise OstreeError(f"{path}: {e}", errno=e.errno) from None
             if self.fast is None:
                 for fname, fcsum in files:
                     self.checkout_file(dfd, fname, fcsum, path + fname)

@@ -15,7 +15,14 @@ import zlib
 
 from pyostree.errors import OstreeError
 from pyostree.store import objects as obj
-from pyostree.store.files import copy_fd, list_xattrs, random_token, set_xattrs, write_all
+from pyostree.store.files import (
+    check_deflate_end,
+    copy_fd,
+    list_xattrs,
+    random_token,
+    set_xattrs,
+    write_all,
+)
 from pyostree.store.objects import FileInfo, Xattrs
 from pyostree.store.repo import ContentObject, Repo, RepoMode
 from pyostree.tree import whiteouts as wh
@@ -157,11 +164,8 @@ class _FileWriter:
                 except OSError as e:
                     raise _err(e, f"Reading content object {csum}") from None
                 try:
-                    head = os.pread(fd, 65536, 0)
+                    head = obj.pread_head(fd, f"content object {csum}")
                     info, hlen = _archive_header(head, f"content object {csum}")
-                    if hlen > len(head):
-                        head = os.pread(fd, hlen + 65536, 0)
-                        info, hlen = _archive_header(head, f"content object {csum}")
                 except BaseException:
                     os.close(fd)
                     raise
@@ -405,7 +409,7 @@ class _FileWriter:
         try:
             if owner.mode is RepoMode.ARCHIVE:
                 what = f"content object {csum}"
-                head = os.pread(fd, 65536, 0)
+                head = obj.pread_head(fd, what)
                 info, hlen = _archive_header(head, what)
                 _inflate(fd, head, hlen, outfd, info.size, what)
                 return info
@@ -468,6 +472,8 @@ class _FileWriter:
                         set_xattrs(f"/proc/self/fd/{dfd}/{name}", xattrs)
                 except OSError as e:
                     raise _err(e, f"Setting owner/xattrs of {path}") from None
+                except OstreeError as e:
+                    raise OstreeError(f"{path}: {e}", errno=e.errno) from None
             return
         # regular file
         mode = stat.S_IMODE(info.mode)
@@ -538,6 +544,7 @@ def _inflate(fd: int, head: bytes, hlen: int, outfd: int, size: int, what: str) 
         if out:
             write_all(outfd, out)
             written += len(out)
+        check_deflate_end(d, what, not buf, off > hlen)
         if not buf:
             break
         buf = os.pread(fd, _IO_CHUNK, off)

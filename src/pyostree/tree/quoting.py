@@ -41,6 +41,7 @@ import stat
 
 from pyostree.errors import OstreeError
 from pyostree.store import objects as obj
+from pyostree.store.files import set_xattrs
 from pyostree.store.objects import FileInfo, Xattrs
 from pyostree.tree.commit import CommitModifier, QuotedEntry
 
@@ -227,9 +228,10 @@ def _set_owner_mode_xattrs(dfd: int, name: str, mode: int, uid: int, gid: int, x
     # mknod applies the umask: set the exact permissions afterwards
     os.chmod(name, stat.S_IMODE(mode), dir_fd=dfd)
     target = f"/proc/self/fd/{dfd}/{name}"
-    for xname, value in xattrs:
-        os.setxattr(target, obj.xattr_name(xname).decode("utf-8", "surrogateescape"), value,
-                    follow_symlinks=False)
+    try:
+        set_xattrs(target, xattrs, follow=False)
+    except OstreeError as e:
+        raise OstreeError(f"{name}: {e}", errno=e.errno) from None
 
 
 def make_whiteout_at(dfd: int, name: str, info: FileInfo, *, set_owner: bool = True) -> None:

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, BinaryIO, cast
 
-from pyostree.errors import OstreeError
+from pyostree.errors import OstreeError, os_error
 from pyostree.store import objects as obj
 from pyostree.store.objects import DirMeta, FileInfo
 from pyostree.store.repo import Repo, RepoMode
@@ -85,6 +85,13 @@ def _xattrs_from_pax(pax: Mapping[str, str]) -> obj.Xattrs:
     return obj.normalize_xattrs(found.items())
 
 
+def _check_id(name: str, field: str, value: int) -> None:
+    try:
+        obj.check_u32(value, field)
+    except OstreeError as e:
+        raise OstreeError(f"Archive entry '{name}': {e}") from None
+
+
 def _tar_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
     try:
         tar = tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape")  # noqa: SIM115
@@ -99,7 +106,12 @@ def _tar_entries(stream: BinaryIO) -> Iterator[ArchiveEntry]:
             if ti is None:
                 break
             perm = ti.mode & 0o7777
-            xattrs = _xattrs_from_pax(ti.pax_headers) if ti.pax_headers else None
+            for field in ("uid", "gid"):
+                _check_id(ti.name, field, getattr(ti, field))
+            try:
+                xattrs = _xattrs_from_pax(ti.pax_headers) if ti.pax_headers else None
+            except OstreeError as e:
+                raise OstreeError(f"Archive entry '{ti.name}': {e}") from None
             if ti.islnk():
                 yield ArchiveEntry(ti.name, stat.S_IFREG | perm, ti.uid, ti.gid, 0, hardlink=ti.linkname,
                                    xattrs=xattrs)
@@ -490,7 +502,12 @@ def import_archive_to_mtree(repo: Repo, stream: BinaryIO, mtree: MutableTree,
     imp = _Importer(repo, mtree, modifier, autocreate_parents, pathname_filter)
     try:
         for entry in archive_entries(stream):
-            imp.import_entry(entry)
+            try:
+                imp.import_entry(entry)
+            except OstreeError as e:
+                raise OstreeError(f"Archive entry '{entry.name}': {e}", errno=e.errno) from None
+            except OSError as e:
+                raise os_error(e, f"Archive entry '{entry.name}'") from None
     except (EOFError, zlib_errors()) as e:
         raise OstreeError(f"Reading archive: {e}") from None
     imp.finish()

@@ -121,6 +121,8 @@ def _set_node_xattrs(proc: str, xattrs: Xattrs, path: str) -> None:
         n = xattr_name(name).decode("utf-8", "surrogateescape")
         try:
             os.setxattr(proc, n, value)
+        except ValueError:
+            raise OstreeError(f"Setting xattr {n!r} on whiteout device {path}: NUL byte in the name") from None
         except OSError as e:
             hint = ""
             if n.startswith("user.") and e.errno == errno.EPERM:

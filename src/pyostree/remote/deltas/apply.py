@@ -19,7 +19,9 @@ from pyostree.remote.deltas.format import (
     OP_UNSET_READ_SOURCE,
     OP_WRITE,
     ObjectName,
+    PartHeader,
     PartPayload,
+    Superblock,
     _open_superblock,
     _read_rel,
     decode_part,
@@ -35,6 +37,7 @@ from pyostree.store import gvariant
 from pyostree.store.gvariant import Variant
 from pyostree.store.objects import FileInfo, ObjectType
 from pyostree.store.repo import Repo
+from pyostree.store.verify import verify_metadata_bytes
 
 # ---------------------------------------------------------------------------
 # applying
@@ -181,6 +184,7 @@ def _dispatch(st: _State, op: int, ops: bytes, pos: int, blob: bytes) -> int:
             st.check_range(off, length)
             if repo is not None:
                 data = blob[off:off + length]
+                verify_metadata_bytes(t, csum, data)
                 repo.write_metadata(t, data, expected=csum)
         else:
             mi, xi = v(), v()
@@ -236,7 +240,7 @@ def _dispatch(st: _State, op: int, ops: bytes, pos: int, blob: bytes) -> int:
 
 
 def apply_offline(repo: Repo, path: str, *, on_progress: Callable[[str], None] | None = None,
-                  label: str | None = None) -> str:
+                  label: str | None = None, signature_checked: bool = False) -> str:
     """Apply the delta in directory *path* (or whose superblock is *path*); returns the target commit.
 
     Everything goes through one transaction: on any error nothing is written.
@@ -254,51 +258,73 @@ def apply_offline(repo: Repo, path: str, *, on_progress: Callable[[str], None] |
         raise OstreeError(f"openat({sbname}): {e.strerror}") from None
     what = label or f"static delta {path}"
     sb = parse_superblock(sbdata, f"superblock of {what}")
-    if sb.signed and repo.config.get_bool("core", "sign-verify-deltas", False):
+    if sb.signed and not signature_checked and repo.config.get_bool("core", "sign-verify-deltas", False):
         raise OstreeError("Key is mandatory to check delta signature")
     if sb.from_ is not None and not repo.has_object(ObjectType.COMMIT, sb.from_):
         raise OstreeError(f"Commit {sb.from_}, which is the delta source, is not in repository")
     if sb.fallbacks:
         raise OstreeError("Cannot execute delta offline: contains nonempty http fallback entries")
+    def read_part(i: int, ph: PartHeader) -> bytes:
+        try:
+            with open(os.path.join(dirpath, str(i)), "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise OstreeError(f"{what}: Opening deltapart '{i}': {e.strerror}") from None
+
+    had_commit = repo.has_object(ObjectType.COMMIT, sb.to)
     own_txn = not repo.in_transaction
     if own_txn:
         repo.prepare_transaction()
     try:
-        detached: bytes | None = None
-        if not repo.has_object(ObjectType.COMMIT, sb.to):
-            dv = sb.meta(delta_relpath(sb.from_, sb.to, "commitmeta"))
-            if dv is not None and dv.type == "a{sv}":
-                detached = gvariant.serialize("a{sv}", dv.value)
-            repo.write_metadata(ObjectType.COMMIT, sb.commit, expected=sb.to)
-        for i, ph in enumerate(sb.parts):
-            pwhat = f"{what}: part {i}"
-            if ph.version > DELTAPART_VERSION:
-                raise OstreeError(f"{pwhat}: Delta part has too new version {ph.version}")
-            if all(repo.has_object(t, c) for c, t in ph.objects):
-                continue
-            inline = sb.meta(delta_relpath(sb.from_, sb.to, str(i)))
-            if inline is not None and inline.type == "(yay)":
-                comp, pdata = inline.value
-                payload = decode_part(bytes([comp]) + pdata, None, pwhat)
-            else:
-                try:
-                    with open(os.path.join(dirpath, str(i)), "rb") as f:
-                        pbytes = f.read()
-                except OSError as e:
-                    raise OstreeError(f"{what}: Opening deltapart '{i}': {e.strerror}") from None
-                payload = decode_part(pbytes, ph.checksum, pwhat)
-            _execute(repo, ph.objects, payload, f"{what}: Executing delta part {i}")
-            if on_progress:
-                on_progress(f"part {i}")
+        detached = apply_superblock(repo, sb, what, read_part, on_progress=on_progress)
         if own_txn:
             repo.commit_transaction()
     except BaseException:
         if own_txn:
             repo.abort_transaction()
         raise
-    if detached is not None:
+    if detached is not None and not had_commit:
         repo.write_detached_metadata(sb.to, list(gvariant.deserialize("a{sv}", detached)))
     return sb.to
+
+
+def apply_superblock(repo: Repo, sb: Superblock, what: str, read_part: Callable[[int, PartHeader], bytes], *,
+                     on_progress: Callable[[str], None] | None = None,
+                     before_commit: Callable[[bytes, bytes | None], None] | None = None) -> bytes | None:
+    """Write the target commit of *sb* and execute its parts (in *repo*'s open transaction).
+
+    Parts whose objects are all present are skipped; the others come inline
+    from the superblock or from *read_part(i, header)* (checked against the
+    part's sha256).  Every object is verified before it is written.
+    *before_commit(commit, detached)* runs before the commit object is
+    written (signature checks); fallback objects are left to the caller.
+    Returns the target's detached metadata (serialized), if the delta has it.
+    """
+    detached: bytes | None = None
+    dv = sb.meta(delta_relpath(sb.from_, sb.to, "commitmeta"))
+    if dv is not None and dv.type == "a{sv}":
+        detached = gvariant.serialize("a{sv}", dv.value)
+    if not repo.has_object(ObjectType.COMMIT, sb.to):
+        verify_metadata_bytes(ObjectType.COMMIT, sb.to, sb.commit)
+        if before_commit is not None:
+            before_commit(sb.commit, detached)
+        repo.write_metadata(ObjectType.COMMIT, sb.commit, expected=sb.to)
+    for i, ph in enumerate(sb.parts):
+        pwhat = f"{what}: part {i}"
+        if ph.version > DELTAPART_VERSION:
+            raise OstreeError(f"{pwhat}: Delta part has too new version {ph.version}")
+        if all(repo.has_object(t, c) for c, t in ph.objects):
+            continue
+        inline = sb.meta(delta_relpath(sb.from_, sb.to, str(i)))
+        if inline is not None and inline.type == "(yay)":
+            comp, pdata = inline.value
+            payload = decode_part(bytes([comp]) + pdata, None, pwhat)
+        else:
+            payload = decode_part(read_part(i, ph), ph.checksum, pwhat)
+        _execute(repo, ph.objects, payload, f"{what}: Executing delta part {i}")
+        if on_progress:
+            on_progress(f"part {i}")
+    return detached
 
 
 def show(repo: Repo, delta_id: str) -> list[str]:

@@ -12,6 +12,11 @@ from pyostree.remote.deltas.format import (
     _OBJTYPE_NUM,
     FALLBACK_TYPE,
     META_ENTRY_TYPE,
+    OP_CLOSE,
+    OP_OPEN,
+    OP_SET_READ_SOURCE,
+    OP_UNSET_READ_SOURCE,
+    OP_WRITE,
     Fallback,
     ObjectName,
     _PartBuilder,
@@ -25,7 +30,7 @@ from pyostree.remote.deltas.format import (
 from pyostree.store import gvariant
 from pyostree.store import objects as obj
 from pyostree.store.gvariant import Variant
-from pyostree.store.objects import FileInfo, ObjectType, Record
+from pyostree.store.objects import FileInfo, ObjectType, Record, varuint64
 from pyostree.store.repo import Repo
 
 # ---------------------------------------------------------------------------
@@ -35,7 +40,8 @@ from pyostree.store.repo import Repo
 class GenerateOptions(Record):
     def __init__(self, max_chunk_size: int = 32, min_fallback_size: int = 4, inline: bool = False,
                  filename: str | None = None, endianness: str | None = None, bsdiff: bool = True,
-                 max_bsdiff_size: int = 128, metadata: list[tuple[str, Variant]] | None = None) -> None:
+                 max_bsdiff_size: int = 128, metadata: list[tuple[str, Variant]] | None = None,
+                 sign_type: str = "ed25519", sign_keys: list[str] | None = None) -> None:
         self.max_chunk_size = max_chunk_size
         """Megabytes (10^6 bytes) per part."""
         self.min_fallback_size = min_fallback_size
@@ -49,15 +55,21 @@ class GenerateOptions(Record):
         self.max_bsdiff_size = max_bsdiff_size
         """Megabytes: pairs whose summed size exceed this are sent whole."""
         self.metadata: list[tuple[str, Variant]] = metadata if metadata is not None else []
+        self.sign_type = sign_type
+        self.sign_keys: list[str] = sign_keys if sign_keys is not None else []
+        """Secret keys: the superblock is signed with each (``--sign``, ``--keys-file``)."""
 
 
 
 class GenerateStats(Record):
     def __init__(self, n_parts: int = 0, n_fallback: int = 0, n_bsdiff: int = 0, uncompressed: int = 0,
-                 compressed: int = 0, loose: int = 0) -> None:
+                 compressed: int = 0, loose: int = 0, n_rollsum: int = 0, rollsum_size: int = 0) -> None:
         self.n_parts = n_parts
         self.n_fallback = n_fallback
         self.n_bsdiff = n_bsdiff
+        self.n_rollsum = n_rollsum
+        self.rollsum_size = rollsum_size
+        """Bytes of the rollsum'd objects copied from the old objects."""
         self.uncompressed = uncompressed
         self.compressed = compressed
         self.loose = loose
@@ -96,12 +108,12 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
 
     max_chunk = opts.max_chunk_size * 1000 * 1000
     min_fallback = opts.min_fallback_size * 1000 * 1000
-    parts: list[_PartBuilder] = [_PartBuilder()]
+    parts: list[_DeltaPartBuilder] = [_DeltaPartBuilder()]
 
-    def room(n: int) -> _PartBuilder:
+    def room(n: int) -> _DeltaPartBuilder:
         cur = parts[-1]
         if cur.objects and len(cur.blob) + n > max_chunk:
-            cur = _PartBuilder()
+            cur = _DeltaPartBuilder()
             parts.append(cur)
         return cur
 
@@ -109,20 +121,11 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
         data = repo.load_metadata(t, csum)
         room(len(data)).add_metadata(csum, t, data)
     modified: dict[str, str] = {}
-    if from_ is not None and opts.bsdiff:
+    if from_ is not None:
         modified = _similar_objects(repo, from_, to, set(content))
     for csum, src in sorted(modified.items()):
-        to_info = repo.load_file(csum).info
-        src_co = repo.load_file(src)
-        if not src_co.info.mode & 0o004:
-            continue  # the client may not be able to read it (as ostree)
-        if to_info.size + src_co.info.size > opts.max_bsdiff_size * 1000 * 1000:
-            continue
-        new_data = repo.load_file(csum).read()
-        patch = make_bsdiff(src_co.read(), new_data)
-        room(len(patch)).add_bsdiff(csum, to_info, src, patch)
-        stats.n_bsdiff += 1
-        content.remove(csum)
+        if _encode_modified(repo, csum, src, opts, stats, parts, max_chunk):
+            content.remove(csum)
     fallbacks: list[Fallback] = []
     regular: list[tuple[str, FileInfo]] = []
     symlinks: list[tuple[str, FileInfo]] = []
@@ -196,10 +199,99 @@ def generate(repo: Repo, from_: str | None, to: str, opts: GenerateOptions | Non
             ("a" + META_ENTRY_TYPE, _raw_array(headers, 8)),
             ("a" + FALLBACK_TYPE, _raw_array(fb_ser, 8)),
         ])
+        if opts.sign_keys:
+            from pyostree.remote.deltas.signing import sign_superblock
+
+            sb = sign_superblock(sb, opts.sign_type, opts.sign_keys)
         _write_atomic(dfd, sb_name, sb)
     finally:
         os.close(dfd)
     return stats
+
+
+class _DeltaPartBuilder(_PartBuilder):
+    def add_rollsum(self, checksum: str, info: FileInfo, source: str, new: bytes,
+                    matches: list[tuple[int, int, int]]) -> None:
+        """As ostree's process_one_rollsum: open, then writes from the blob or
+        (between set/unset-read-source) from the old object, then close."""
+        self.objects.append((checksum, ObjectType.FILE))
+        mi, xi = self._mode_xattr(info)
+        src_off = len(self.blob)
+        self.blob += obj.checksum_to_bytes(source)
+        ops = self.ops
+        ops.append(OP_OPEN)
+        ops += varuint64(mi) + varuint64(xi) + varuint64(info.size)
+        written = 0
+        reading_payload = True
+
+        def literal(upto: int) -> None:
+            nonlocal written
+            ops.append(OP_WRITE)
+            ops.extend(varuint64(upto - written) + varuint64(len(self.blob)))
+            self.blob += new[written:upto]
+            written = upto
+
+        for length, to_start, from_start in matches:
+            if to_start > written:
+                if not reading_payload:
+                    ops.append(OP_UNSET_READ_SOURCE)
+                    reading_payload = True
+                literal(to_start)
+            if reading_payload:
+                ops.append(OP_SET_READ_SOURCE)
+                ops += varuint64(src_off)
+                reading_payload = False
+            ops.append(OP_WRITE)
+            ops += varuint64(length) + varuint64(from_start)
+            written += length
+        if not reading_payload:
+            ops.append(OP_UNSET_READ_SOURCE)
+        if written < len(new):
+            literal(len(new))
+        ops.append(OP_CLOSE)
+        self.usize += info.size
+
+
+def _encode_modified(repo: Repo, csum: str, src: str, opts: GenerateOptions, stats: GenerateStats,
+                     parts: list[_DeltaPartBuilder], max_chunk: int) -> bool:
+    """Send the new object *csum* as a bsdiff patch or rollsum copy from *src*; False to send it whole.
+
+    bsdiff when it is enabled and both sizes add up to at most
+    ``--max-bsdiff-size``; otherwise rollsum where ostree would use it (half
+    of the new object's chunks found in the old one, as ostree counts them),
+    copying every chunk we find.  ostree tries rollsum first, but the CRC it
+    computes only lets it match files that share a prefix, and there bsdiff,
+    matching at byte granularity, gives the smaller patch.  Using rollsum
+    only where ostree does keeps ``--disable-bsdiff`` deltas applicable by
+    ostree into archive repositories wherever ostree's own are (ostree can
+    run neither ``o`` nor ``B`` there).
+    """
+    from pyostree.remote.deltas import bsdiff, rollsum
+
+    src_co = repo.load_file(src)
+    if not src_co.info.mode & 0o004:
+        return False  # the client may not be able to read it (as ostree)
+    to_co = repo.load_file(csum)
+    to_info = to_co.info
+    old = src_co.read()
+    new = to_co.read()
+    if len(new) != to_info.size:
+        raise OstreeError(f"Corrupted content object {csum}: size {len(new)}, expected {to_info.size}")
+    cur = parts[-1]
+    if cur.objects and len(cur.blob) > max_chunk:
+        cur = _DeltaPartBuilder()
+        parts.append(cur)
+    if opts.bsdiff and to_info.size + src_co.info.size <= opts.max_bsdiff_size * 1000 * 1000:
+        cur.add_bsdiff(csum, to_info, src, bsdiff.diff(old, new))
+        stats.n_bsdiff += 1
+        return True
+    m = rollsum.compute_matches(old, new)
+    if m.ostree_ratio < 50 or not m.matches:
+        return False
+    cur.add_rollsum(csum, to_info, src, new, m.matches)
+    stats.n_rollsum += 1
+    stats.rollsum_size += m.match_size
+    return True
 
 
 def _sizenames(repo: Repo, commit: str, only: set[str] | None) -> dict[str, tuple[int, list[str]]]:
@@ -267,45 +359,8 @@ def _similar_objects(repo: Repo, from_: str, to: str, new_content: set[str]) -> 
     return out
 
 
-def _offtout(v: int) -> bytes:
-    return (abs(v) | ((1 << 63) if v < 0 else 0)).to_bytes(8, "little")
-
-
 def make_bsdiff(old: bytes, new: bytes) -> bytes:
-    """A bsdiff stream (the format ostree's bspatch reads) turning *old* into *new*.
+    """A bsdiff stream turning *old* into *new* (what ostree's ``B`` operation applies)."""
+    from pyostree.remote.deltas import bsdiff
 
-    Not bsdiff's suffix-sorting search: the common prefix and suffix are
-    encoded as (all-zero) diff runs, the middle as extra bytes.  Any valid
-    stream applies; this one is cheap to compute and compresses well.
-    """
-    n = min(len(old), len(new))
-    prefix = _common_len(old, new, n, from_end=False)
-    suffix = _common_len(old, new, n - prefix, from_end=True)
-    out = bytearray()
-    # 1: prefix as diff against old[0:prefix], then the changed middle as extra,
-    #    then seek old to where the common suffix starts
-    mid = new[prefix:len(new) - suffix]
-    seek = (len(old) - suffix) - prefix
-    out += _offtout(prefix) + _offtout(len(mid)) + _offtout(seek)
-    out += bytes(prefix)
-    out += mid
-    if suffix:
-        out += _offtout(suffix) + _offtout(0) + _offtout(0)
-        out += bytes(suffix)
-    return bytes(out)
-
-
-def _common_len(a: bytes, b: bytes, limit: int, from_end: bool) -> int:
-    """Length of the common prefix (or suffix) of *a* and *b*, at most *limit* (binary search)."""
-    def same(k: int) -> bool:
-        if from_end:
-            return k == 0 or a[len(a) - k:] == b[len(b) - k:]
-        return a[:k] == b[:k]
-    lo, hi = 0, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if same(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return bsdiff.diff(old, new)
