@@ -10,18 +10,16 @@ remote's refs, and symlinks in ``refs/heads`` are aliases.
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 from pyostree.errors import OstreeError, os_error
-from pyostree.store.refs import parse_refspec, validate_remote_name
+from pyostree.store.refs import REF_FRAGMENT_RE, parse_refspec, validate_remote_name
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 
 if TYPE_CHECKING:
     from pyostree.store.repo import Repo
 
-_FRAGMENT_RE = re.compile(r"^[\w\d][-._\w\d]*$")
 
 
 def _read_checksum(repo: Repo, rel: str) -> str:
@@ -47,7 +45,7 @@ def enumerate_refs(repo: Repo, base: str, sub: str, name_prefix: str, aliases_on
     except OSError as e:
         raise os_error(e, f"Listing refs: opendir({d})") from None
     for ent in entries:
-        if not _FRAGMENT_RE.match(ent.name):
+        if not REF_FRAGMENT_RE.match(ent.name):
             continue
         name = name_prefix + ent.name
         st = ent.stat(follow_symlinks=False)

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 _REF_COMPONENT = r"[\w\d][-._\w\d]*"
 _REF_RE = re.compile(rf"^{_REF_COMPONENT}(/{_REF_COMPONENT})*$")
-_REMOTE_RE = re.compile(r"^[\w\d][-._\w\d]*$")
+REF_FRAGMENT_RE = re.compile(r"^[\w\d][-._\w\d]*$")
+"""One path component of a ref (libostree's _ostree_validate_ref_fragment); also a remote name."""
+_REMOTE_RE = REF_FRAGMENT_RE
 
 
 def validate_rev(ref: str) -> None:
@@ -171,6 +173,10 @@ def _walk_refs(repo: Repo, base: str, prefix: str = "") -> list[tuple[str, str]]
     except OSError as e:
         raise os_error(e, f"Listing refs: opendir({base})") from None
     for ent in sorted(entries, key=lambda x: x.name):
+        if not REF_FRAGMENT_RE.match(ent.name):
+            # not a ref: a writer's temporary file (".main.XXXX" left by a kill), rsync's
+            # .rsync_info, ... libostree skips these too (ostree issue 1285)
+            continue
         name = prefix + ent.name
         if ent.is_dir(follow_symlinks=False):
             out.extend(_walk_refs(repo, f"{base}/{ent.name}", name + "/"))
