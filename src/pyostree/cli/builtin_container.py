@@ -31,6 +31,7 @@ EXPORT_OPTIONS = [
     Opt("label", None, STRINGS, "Config label", "KEY=VALUE"),
     Opt("arch", None, STRING, "Config architecture (default: the host's)", "ARCH"),
     Opt("tag", None, STRING, "Tag inside an oci:/oci-archive: destination without one", "TAG"),
+    Opt("gzip-level", None, INT, "gzip level of the layers, 1 (fastest) to 9 (default 6)", "N"),
     QUIET_OPT,
 ]
 USAGE = """Usage:
@@ -195,8 +196,11 @@ def _export(ctx: Context, argv: list[str]) -> int:
         labels[k] = v
     if o.max_layers is not None and o.max_layers < 1:
         raise usage_error("--max-layers must be at least 1")
+    if o.gzip_level is not None and not 1 <= o.gzip_level <= 9:
+        raise usage_error("--gzip-level must be 1 to 9")
     opts = ExportOptions(max_layers=o.max_layers or 1, cmd=list(o.cmd) or None, labels=labels,
-                         arch=o.arch, tag=o.tag, quiet=o.quiet)
+                         arch=o.arch, tag=o.tag, quiet=o.quiet,
+                         gzip_level=6 if o.gzip_level is None else o.gzip_level)
     res = export_image(_open(ctx), args[0], args[1], opts)
     print(f"Exported {res.layers} layers to {args[1]}")
     print(res.manifest_digest)

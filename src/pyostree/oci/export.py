@@ -58,6 +58,7 @@ class ExportOptions:
     arch: str | None = None
     tag: str | None = None
     quiet: bool = True
+    gzip_level: int = 6
 
 
 @dataclass
@@ -135,12 +136,12 @@ def _walk(repo: Repo, contents: str, meta: str, path: str, overlay: bool, out: l
 class _LayerWriter:
     """uncompressed tar -> sha256 (diff_id) -> gzip -> sha256 (blob digest) -> file."""
 
-    def __init__(self, f: io.BufferedWriter) -> None:
+    def __init__(self, f: io.BufferedWriter, level: int = 6) -> None:
         self.f = f
         self.diff = hashlib.sha256()
         self.blob = hashlib.sha256()
         self.size = 0
-        self.z = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip framing
+        self.z = zlib.compressobj(level, zlib.DEFLATED, 31)  # gzip framing
 
     def _out(self, data: bytes) -> None:
         if data:
@@ -199,11 +200,12 @@ def _tarinfo(e: _Entry, mtime: int) -> tarfile.TarInfo:
     return ti
 
 
-def _write_layer(repo: Repo, entries: list[_Entry], overlay: bool, blobs: str, mtime: int) -> dict[str, object]:
+def _write_layer(repo: Repo, entries: list[_Entry], overlay: bool, blobs: str, mtime: int,
+                 level: int = 6) -> dict[str, object]:
     fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".layer-")
     try:
         with os.fdopen(fd, "wb") as raw:
-            w = _LayerWriter(raw)
+            w = _LayerWriter(raw, level)
             with tarfile.open(fileobj=w, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
                 first: dict[str, str] = {}
                 for e in entries:
@@ -397,7 +399,7 @@ def _write_layout(repo: Repo, csum: str, layout: str, tag: str, opts: ExportOpti
         entries = []
         _walk(repo, c.root_contents, c.root_meta, "", False, entries)
         groups = _split(entries, _dir_sizes(entries), opts.max_layers)
-    descs = [_write_layer(repo, g, image, blobs, 0) for g in groups]  # mtime 0: same content, same layer
+    descs = [_write_layer(repo, g, image, blobs, 0, opts.gzip_level) for g in groups]  # mtime 0: same content, same layer
     diff_ids = [str(d.pop("diff_id")) for d in descs]
     cfg = json.dumps(_config(repo, c, csum, image, diff_ids, opts), sort_keys=True).encode()
     cdesc = {"mediaType": MEDIA_CONFIG, "digest": _put_blob(blobs, cfg), "size": len(cfg)}
