@@ -7,15 +7,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from conftest import needs_overlayfs, needs_root
 from test_composefs_mount import mounted
-from test_container import build_layout, entry, make_tar, snapshot
-from test_container_lifecycle import _run, needs_tools
+from test_container import snapshot
+from test_container_lifecycle import _run, needs_tools, seed_image
 
 
 @needs_root
@@ -23,19 +22,7 @@ from test_container_lifecycle import _run, needs_tools
 @needs_tools
 @pytest.mark.parametrize("mode", ["bare", "bare-user"])
 def test_containers_storage_through_composefs(tmp_path: Path, py, mode: str) -> None:
-    layers = [
-        make_tar([entry("etc/", tarfile.DIRTYPE, mode=0o755), entry("etc/keep", data=b"keep\n"),
-                  entry("etc/deleted", data=b"gone\n"), entry("opt/", tarfile.DIRTYPE, mode=0o755),
-                  entry("opt/dir/", tarfile.DIRTYPE, mode=0o755), entry("opt/dir/old", data=b"old\n"),
-                  entry("bin/", tarfile.DIRTYPE, mode=0o755), entry("bin/true", data=b"#!/bin/sh\n", mode=0o755)]),
-        make_tar([entry("etc/", tarfile.DIRTYPE, mode=0o755), entry("etc/.wh.deleted"),
-                  entry("opt/dir/", tarfile.DIRTYPE, mode=0o700), entry("opt/dir/.wh..wh..opq"),
-                  entry("opt/dir/new", data=b"new\n")]),
-    ]
-    build_layout(tmp_path / "img", [(t, "gzip") for t in layers])
-    _run("umoci", "unpack", "--image", f"{tmp_path}/img:t", tmp_path / "reference")
-    want = snapshot(tmp_path / "reference/rootfs")
-    want.pop(".")
+    want = seed_image(tmp_path)
     root, run = tmp_path / "storage", tmp_path / "run"
     gr = tmp_path / "graphroot"
     try:

@@ -25,6 +25,25 @@ TOOLS = all(shutil.which(t) for t in ("skopeo", "podman", "umoci"))
 needs_tools = pytest.mark.skipif(not TOOLS, reason="needs skopeo, podman and umoci")
 
 
+def seed_image(tmp_path: Path) -> dict[str, Any]:
+    """The seed's two-layer image in ``tmp_path/img:t`` (a file deleted by a whiteout, an opaque
+    directory), and umoci's unpack of it as the reference tree (``snapshot`` without ``.``)."""
+    layers = [
+        make_tar([entry("etc/", tarfile.DIRTYPE, mode=0o755), entry("etc/keep", data=b"keep\n"),
+                  entry("etc/deleted", data=b"gone\n"), entry("opt/", tarfile.DIRTYPE, mode=0o755),
+                  entry("opt/dir/", tarfile.DIRTYPE, mode=0o755), entry("opt/dir/old", data=b"old\n"),
+                  entry("bin/", tarfile.DIRTYPE, mode=0o755), entry("bin/true", data=b"#!/bin/sh\n", mode=0o755)]),
+        make_tar([entry("etc/", tarfile.DIRTYPE, mode=0o755), entry("etc/.wh.deleted"),
+                  entry("opt/dir/", tarfile.DIRTYPE, mode=0o700), entry("opt/dir/.wh..wh..opq"),
+                  entry("opt/dir/new", data=b"new\n")]),
+    ]
+    build_layout(tmp_path / "img", [(t, "gzip") for t in layers])
+    _run("umoci", "unpack", "--image", f"{tmp_path}/img:t", tmp_path / "reference")
+    want = snapshot(tmp_path / "reference/rootfs")
+    want.pop(".")
+    return want
+
+
 def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
     full = dict(os.environ)
     full.update(env or {})
@@ -40,19 +59,7 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
 @needs_tools
 @pytest.mark.parametrize("mode", ["bare", "bare-user-only", "archive"])
 def test_skopeo_commit_checkout_podman(tmp_path: Path, py, c, mode: str) -> None:
-    layers = [
-        make_tar([entry("etc/", tarfile.DIRTYPE, mode=0o755), entry("etc/keep", data=b"keep\n"),
-                  entry("etc/deleted", data=b"gone\n"), entry("opt/", tarfile.DIRTYPE, mode=0o755),
-                  entry("opt/dir/", tarfile.DIRTYPE, mode=0o755), entry("opt/dir/old", data=b"old\n"),
-                  entry("bin/", tarfile.DIRTYPE, mode=0o755), entry("bin/true", data=b"#!/bin/sh\n", mode=0o755)]),
-        make_tar([entry("etc/", tarfile.DIRTYPE, mode=0o755), entry("etc/.wh.deleted"),
-                  entry("opt/dir/", tarfile.DIRTYPE, mode=0o700), entry("opt/dir/.wh..wh..opq"),
-                  entry("opt/dir/new", data=b"new\n")]),
-    ]
-    build_layout(tmp_path / "img", [(t, "gzip") for t in layers])
-    _run("umoci", "unpack", "--image", f"{tmp_path}/img:t", tmp_path / "reference")
-    want = snapshot(tmp_path / "reference/rootfs")
-    want.pop(".")
+    want = seed_image(tmp_path)
 
     root, run = tmp_path / "storage", tmp_path / "run"
     try:
